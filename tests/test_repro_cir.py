@@ -1,0 +1,62 @@
+"""Papermill smoke runs of nbs/23_cir_repro.ipynb with tiny parameters: files written, numbers finite and in range."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+TINY = dict(data_kwargs={"n_chars": 4, "n_typefaces": 3, "per_class": 4, "image_size": 32, "n_triplets": 48},
+            image_backbone="small_cnn", pretrained=False, freeze_image=False, image_kwargs={"width": 8, "image_size": 32},
+            text_encoder="gru", train_text=True, text_kwargs={"dim": 16}, embed_dim=16, compositor="cosmo",
+            epochs=2, batch_size=16, seeds=[0], ks=[1, 5, 10], n_show=2, device="cpu")
+
+
+def _params(tmp_path, **over):
+    p = {**TINY, **over}
+    p["data_kwargs"] = {**p["data_kwargs"], "cache_dir": str(tmp_path / "glyph_cache")}
+    return p
+
+
+def _check(out, ks=(1, 5, 10), seeds=(0,), epochs=2):
+    for name in ("results.json", "runs.csv", "summary.csv", "table.csv", "timing.json",
+                 "training_loss.png", "top5_baseline.png", "top5_ours.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    res = json.loads((out / "results.json").read_text())
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs["method"]) == sorted(["baseline", "ours"] * len(seeds))
+    keys = [f"R@{k}" for k in ks] + ([f"coarse_R@{k}" for k in ks] if res["n_coarse_test"] else [])
+    for k in keys:
+        assert runs[k].between(0, 1).all() and runs[k].map(math.isfinite).all(), k
+    for _, row in runs.iterrows():                                           # Recall@K grows with K
+        vals = [row[f"R@{k}"] for k in ks]
+        assert vals == sorted(vals), vals
+    for m in ("baseline", "ours"):
+        assert set(res["mean"][m]) == set(keys)
+        hist = json.loads((out / f"{m}_seed{seeds[0]}" / "history.json").read_text())["train"]
+        assert len(hist) == epochs and all(math.isfinite(h["loss"]) for h in hist)
+        gammas = [h["gamma"] for h in hist]
+        if m == "baseline": assert gammas == [0.0] * epochs
+        else: assert all(abs(g - math.exp(-e / epochs)) < 1e-6 for e, g in enumerate(gammas))   # γ annealed per epoch (γ0 = 1)
+    assert isinstance(res["ours_beats_baseline_at_max_k"], bool)
+    table = pd.read_csv(out / "table.csv")
+    assert (table["source"] == "ours").sum() == 2                           # baseline and ours
+    assert (table["source"] == "CIR-UR Table 2").sum() == 4                 # Baseline/Ours on Shoes and Fashion200k
+    assert (table["source"] == "CIR-UR Table 1").sum() == 2                 # Baseline/Ours, FashionIQ average
+    assert json.loads((out / "timing.json").read_text())["seconds_total"] > 0
+    return res
+
+
+def test_cir_repro_smoke(run_notebook, tmp_path):
+    run_notebook("23_cir_repro.ipynb", _params(tmp_path))
+    out = tmp_path / "out"
+    _check(out)
+    assert not (out / "ablations.csv").exists()                              # ablations are off by default
+
+
+@pytest.mark.slow
+def test_cir_repro_ablations(run_notebook, tmp_path):
+    run_notebook("23_cir_repro.ipynb", _params(tmp_path, epochs=1, ablations=True, compositor="tirg"))
+    out = tmp_path / "out"
+    _check(out, epochs=1)
+    abl = pd.read_csv(out / "ablations.csv")
+    assert len(abl) == 2 + 12 and abl["R@10"].between(0, 100).all()
