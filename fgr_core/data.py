@@ -403,12 +403,12 @@ def load_glyphs(
     with atomic_write(path, "wb") as f: np.savez_compressed(f, **data)
     return data
 
-# %% ../nbs/01_data.ipynb #d4ddd4e8
+# %% ../nbs/01_data.ipynb #e3423ef9
 @DATASETS.register(name="glyphs")
 class GlyphsDataset(ImageDataset):
     "Fine-grained glyphs: class = (typeface, character), random pose/colour/noise, captions, canonical views"
     def __init__(self,
-        split:str="train",        # "train" (first half of the characters), "test" (the rest) or "all"
+        split:str="train",        # "train", "test" (classes disjoint from train, see `split_by`) or "all"
         n_chars:int=10,           # number of characters, taken from `GLYPH_CHARS` in order (ignored when `chars` given)
         n_typefaces:int=20,       # number of typefaces, taken from `GLYPH_TYPEFACES` in order (ignored when `typefaces` given)
         per_class:int=30,         # images per class
@@ -419,8 +419,9 @@ class GlyphsDataset(ImageDataset):
         chars:str|None=None,      # explicit characters
         typefaces:Sequence[str]|None=None, # explicit typeface names
         root:str|Path|None=None,  # alias of `cache_dir` (so `create_dataset(..., root=...)` works)
+        split_by:str="chars",     # unseen classes have unseen "chars" (train: first half) or unseen "typefaces" (train: even-indexed ones)
     ):
-        check_choice("split", split, ["train", "test", "all"])
+        check_choice("split", split, ["train", "test", "all"]); check_choice("split_by", split_by, ["chars", "typefaces"])
         chars = chars if chars is not None else GLYPH_CHARS[:n_chars]
         typefaces = list(typefaces) if typefaces is not None else [t[1] for t in GLYPH_TYPEFACES[:n_typefaces]]
         if not 2 <= len(chars) <= len(GLYPH_CHARS) or len(set(chars)) != len(chars):
@@ -429,11 +430,12 @@ class GlyphsDataset(ImageDataset):
         for tf in typefaces:
             if tf not in _TYPEFACE_INDEX: raise KeyError(f"unknown typeface {tf!r}; known: {', '.join(_TYPEFACE_INDEX)}")
         check_range("per_class", per_class, 1); check_range("image_size", image_size, 8)
+        if split_by == "typefaces" and split != "all" and len(typefaces) < 2: raise ValueError(f"split_by='typefaces' needs 2 or more typefaces, got {typefaces}")
         self.chars, self.typefaces, self.split, self.seed, self.image_size = chars, typefaces, split, seed, image_size
         data = load_glyphs(chars, typefaces, per_class, image_size, seed, cache_dir or root)
-        half = len(chars) // 2
-        keep_chars = range(half) if split == "train" else range(half, len(chars)) if split == "test" else range(len(chars))
-        gids = [ci * len(typefaces) + ti for ci in keep_chars for ti in range(len(typefaces))]  # global class ids kept
+        in_train = (lambda ci, ti: ci < len(chars) // 2) if split_by == "chars" else (lambda ci, ti: ti % 2 == 0)
+        gids = [ci * len(typefaces) + ti for ci in range(len(chars)) for ti in range(len(typefaces))     # global class ids kept
+                if split == "all" or in_train(ci, ti) == (split == "train")]
         remap = {g: i for i, g in enumerate(gids)}
         sel = np.nonzero(np.isin(data["class_id"], gids))[0]
         self.class_ids = np.array(gids)

@@ -107,14 +107,15 @@ def aggregate(
     f = AGGREGATIONS[method](fmap)
     return F.normalize(f, dim=1) if normalize else f
 
-# %% ../nbs/11_fggan.ipynb #a3cc20b3
+# %% ../nbs/11_fggan.ipynb #1e4fa7ae
 class Generator(nn.Module):
     "Fully convolutional encoder-decoder `G`: image (B, 3, H, W) -> representation `x_z` (B, 3, H, W)"
     def __init__(self,
                  channels:int=3,    # image channels
                  width:int=32,      # channels after the first encoder conv (doubled per level)
                  depth:int=3,       # number of stride-2 levels; H and W must be divisible by 2**depth
-                 slope:float=0.2):  # LeakyReLU slope
+                 slope:float=0.2,   # LeakyReLU slope
+                 residual:bool=False): # x_z = x + decoder(encoder(x)), last layer zero-initialised
         super().__init__()
         check_range("depth", depth, 1); check_range("width", width, 1)
         self.depth, enc, dec = depth, [], []
@@ -127,13 +128,15 @@ class Generator(nn.Module):
             o = channels if i == 0 else width * 2 ** (i - 1)
             dec += [nn.ConvTranspose2d(c, o, 4, 2, 1)] + ([] if i == 0 else [nn.BatchNorm2d(o), nn.ReLU()])
             c = o
-        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+        self.encoder, self.decoder, self.residual = nn.Sequential(*enc), nn.Sequential(*dec), residual
+        if residual: nn.init.zeros_(dec[-1].weight); nn.init.zeros_(dec[-1].bias)
 
     def forward(self, x:Tensor)->Tensor:
         if x.dim() != 4: raise ValueError(f"expected images (B, C, H, W), got {tuple(x.shape)}")
         k = 2 ** self.depth
         if x.shape[2] % k or x.shape[3] % k: raise ValueError(f"image size {tuple(x.shape[2:])} must be divisible by 2**depth = {k}")
-        return self.decoder(self.encoder(x))
+        y = self.decoder(self.encoder(x))
+        return x + y if self.residual else y
 
 # %% ../nbs/11_fggan.ipynb #2602d78f
 def _conv_stack(cin:int, width:int, depth:int, slope:float)->nn.ModuleList:
@@ -276,7 +279,7 @@ def evaluator_objective(
     gd, gn, gs = (gamma,) * 3 if isinstance(gamma, (int, float)) else gamma
     return gd * d_loss + gn * n_loss + gs * s_loss
 
-# %% ../nbs/11_fggan.ipynb #2beb5c6d
+# %% ../nbs/11_fggan.ipynb #f5765d84
 VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
 
 @dataclasses.dataclass
@@ -287,6 +290,7 @@ class FGGANConfig(Config):
     pretrained:bool=True
     embed_dim:int=512
     g_width:int=32; g_depth:int=3
+    g_residual:bool=False       # G predicts a correction x_z = x + G'(x) (our option, see `Generator`)
     d_width:int=32; d_depth:int=3
     n_width:int=32; n_depth:int=4
     feature_layer:int=4         # N's conv layer for the reconstruction term (Table 6)
@@ -307,7 +311,7 @@ class FGGANConfig(Config):
         for f in ("lr", "lr_s"): check_range(f, getattr(self, f), 0, open_lo=True)
         check_range("momentum", self.momentum, 0, 1); check_choice("optimizer", self.optimizer, ["sgd", "adam"])
 
-# %% ../nbs/11_fggan.ipynb #90253e0f
+# %% ../nbs/11_fggan.ipynb #18347ab0
 class FGGAN(Method):
     "FGGAN (Fig. 2): generator G and evaluator (D, N, S) for fine-grained image search; a `Method` with alternating updates"
     automatic_optimization = False   # `training_step` runs Algorithm 1's four phases itself
@@ -320,7 +324,7 @@ class FGGAN(Method):
         self.config = c = config or FGGANConfig()
         self.S = create_semantic_embedding(backbone if backbone is not None else c.backbone, num_classes, c.pretrained, c.embed_dim)
         m = c.modules
-        self.G = Generator(3, c.g_width, c.g_depth, c.slope) if "G" in m else None
+        self.G = Generator(3, c.g_width, c.g_depth, c.slope, c.g_residual) if "G" in m else None
         self.D = Discriminator(3, c.d_width, c.d_depth, c.slope) if "D" in m else None
         self.N = Normalizer(3, c.n_width, c.n_depth, c.slope, c.feature_layer) if "N" in m else None
         self.train_S, self.use_rec = "S" in m, "N" in m and "N*" not in m

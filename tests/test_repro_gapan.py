@@ -17,7 +17,9 @@ def test_gapan_repro_smoke(run_notebook, tmp_path):
     for f in ("metrics.json", "results_table.csv", "training_curves.png", "tsne.png", "anchors.png", "retrieval_gallery.png"):
         assert (out / f).is_file(), f"missing {f}"
     m = json.loads((out / "metrics.json").read_text())
-    assert m["methods"] == SMOKE["methods"] and len(m["runs"]) == len(SMOKE["methods"]) * len(SMOKE["seeds"])
+    assert m["methods"] == SMOKE["methods"]
+    assert [r["method"] for r in m["runs"]].count("imagenet_features") == 1      # the untrained reference row
+    assert len(m["runs"]) == len(SMOKE["methods"]) * len(SMOKE["seeds"]) + 1
     for run in m["runs"]:
         for k in ("R@1", "R@2", "R@4", "R@8", "mAP@R"):
             assert math.isfinite(run[k]) and 0.0 <= run[k] <= 1.0, (run["method"], k, run[k])
@@ -25,7 +27,7 @@ def test_gapan_repro_smoke(run_notebook, tmp_path):
     for meth, vals in m["mean_percent"].items():
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in vals.values()), meth
     table = pd.read_csv(out / "results_table.csv")
-    assert list(table.columns[:2]) == ["source", "method"] and len(table) == len(SMOKE["methods"])
-    assert table["R@1"].str.contains("±").all()   # two seeds -> mean ± std
+    assert list(table.columns[:2]) == ["source", "method"] and len(table) == len(SMOKE["methods"]) + 1
+    assert table[table["method"].isin(SMOKE["methods"])]["R@1"].str.contains("±").all()   # two seeds -> mean ± std
     for meth in SMOKE["methods"]:
         assert (out / f"{meth}_seed0" / "log.csv").is_file()
