@@ -14,13 +14,14 @@ import torch
 from .core import check_choice
 
 # %% auto #0
-__all__ = ['METRICS', 'RETRIEVAL_METRICS', 'knn', 'recall_at_k', 'precision_at_k', 'prec_at_100', 'map_at_k', 'map_at_r',
-           'map_all', 'composed_recall_at_k', 'evaluate_retrieval', 'evaluate_composed']
+__all__ = ['METRICS', 'RETRIEVAL_METRICS', 'as_float32_embeddings', 'normalize_rows', 'drop_query_ids', 'knn', 'recall_at_k',
+           'precision_at_k', 'prec_at_100', 'map_at_k', 'map_at_r', 'map_all', 'composed_recall_at_k',
+           'evaluate_retrieval', 'evaluate_composed']
 
-# %% ../nbs/02_metrics.ipynb #33cb60de
+# %% ../nbs/02_metrics.ipynb #34bc0d27
 METRICS = ("cosine", "l2", "ip")
 
-def _as_f32(x, name:str)->np.ndarray:
+def as_float32_embeddings(x, name:str)->np.ndarray:
     "`x` as a C-contiguous float32 (N, D) numpy array; `ValueError` naming `name` for bad shapes or NaN/inf"
     if isinstance(x, torch.Tensor): x = x.detach().float().cpu().numpy()
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
@@ -30,7 +31,7 @@ def _as_f32(x, name:str)->np.ndarray:
     if bad.any(): raise ValueError(f"{name}: {int(bad.sum())} row(s) contain NaN or inf, e.g. rows {np.flatnonzero(bad)[:5].tolist()}")
     return x
 
-def _normalize_rows(x:np.ndarray, name:str)->np.ndarray:
+def normalize_rows(x:np.ndarray, name:str)->np.ndarray:
     "L2-normalised copy of `x` (N, D); zero rows are an error (cosine is undefined for them)"
     n = np.linalg.norm(x, axis=1, keepdims=True)
     if (n == 0).any(): raise ValueError(f"{name}: {int((n == 0).sum())} all-zero row(s); cosine similarity is undefined for them")
@@ -41,7 +42,7 @@ def _flat_index(d:int, metric:str):
     check_choice("metric", metric, METRICS)
     return faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
 
-def _drop_ids(D:np.ndarray, I:np.ndarray, drop:np.ndarray, k:int):
+def drop_query_ids(D:np.ndarray, I:np.ndarray, drop:np.ndarray, k:int):
     "Remove from each row of (n, k+1) results the column whose id is `drop[row]` (else the last column)"
     keep = I != drop[:, None]
     keep[keep.all(1), -1] = False  # the id was not among the k+1: drop the farthest instead
@@ -53,14 +54,14 @@ def _search_chunks(index, q:np.ndarray, k:int, drop:np.ndarray|None, chunk_size:
     extra = 0 if drop is None else 1
     for s in range(0, len(q), chunk_size):
         D, I = index.search(q[s:s + chunk_size], k + extra)
-        if drop is not None: D, I = _drop_ids(D, I, drop[s:s + chunk_size], k)
+        if drop is not None: D, I = drop_query_ids(D, I, drop[s:s + chunk_size], k)
         yield s, D, I
 
-# %% ../nbs/02_metrics.ipynb #1a72320d
+# %% ../nbs/02_metrics.ipynb #c5df4196
 def _prepare_search(query, ref, k, exclude_self, metric, exclude_ids):
     "Validate `knn`'s inputs; return (query (Q, D), index over ref, drop ids or None)"
     check_choice("metric", metric, METRICS)
-    q, r = _as_f32(query, "query"), _as_f32(ref, "ref")
+    q, r = as_float32_embeddings(query, "query"), as_float32_embeddings(ref, "ref")
     if q.shape[1] != r.shape[1]: raise ValueError(f"query and ref must have the same dimension D, got query {q.shape} and ref {r.shape}")
     if exclude_self and exclude_ids is not None: raise ValueError("give either exclude_self=True or exclude_ids, not both")
     drop = None
@@ -73,7 +74,7 @@ def _prepare_search(query, ref, k, exclude_self, metric, exclude_ids):
     avail = len(r) - (drop is not None)
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= avail):
         raise ValueError(f"k: expected an int in [1, {avail}] (gallery of {len(r)} items{', one excluded per query' if drop is not None else ''}), got {k!r}")
-    if metric == "cosine": q, r = _normalize_rows(q, "query"), _normalize_rows(r, "ref")
+    if metric == "cosine": q, r = normalize_rows(q, "query"), normalize_rows(r, "ref")
     index = _flat_index(r.shape[1], metric); index.add(r)
     return q, index, drop
 

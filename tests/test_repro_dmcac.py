@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-TINY = dict(n_chars=4, n_typefaces=3, per_class=6, image_size=16, epochs=2, batch_size=8, A=3, k=3,
+TINY = dict(backbone="small_cnn", pretrained=False, backbone_kwargs={}, n_chars=4, n_typefaces=3, per_class=6, image_size=16, epochs=2, batch_size=8, A=3, k=3,
             refresh_every=1, eval_batch_size=64, attention_classes=4, gallery_queries=2, device="cpu")
 
 
