@@ -204,7 +204,7 @@ def create_image_backbone(
         return net
     return PartiallyFrozenBackbone(net, train_stages, memo)
 
-# %% ../nbs/03_backbones.ipynb #db7d9fa8
+# %% ../nbs/03_backbones.ipynb #a3e5a3c5
 def tensor_key(x:Tensor, prefix:str|bytes=b"")->bytes:
     "Key of tensor `x` by its exact content (shape, dtype, bytes), after `prefix`"
     x = x.detach().contiguous().cpu()
@@ -254,8 +254,14 @@ class PartiallyFrozenBackbone(ImageBackbone):
         self.frozen, self.trained = nn.Sequential(*stem, *stages[:cut]), nn.Sequential(*stages[cut:], *tail)
         self.frozen.requires_grad_(False).eval()
         self.train_stages, self.memo = train_stages, memo
+        self._fingerprint_frozen()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._fingerprint_frozen())   # loaded weights: new keys
+
+    def _fingerprint_frozen(self):
+        "Memo key prefix naming the frozen part's current weights"
         sd = self.frozen.state_dict()
-        self._fingerprint = tensor_key(torch.cat([sd[k].detach().float().flatten() for k in sorted(sd)]) if sd else torch.zeros(0), f"{self.name}|{cut}|")
+        flat = torch.cat([sd[k].detach().float().flatten() for k in sorted(sd)]) if sd else torch.zeros(0)
+        self._fingerprint = tensor_key(flat, f"{self.name}|{len(self.frozen)}|")
 
     def train(self, mode:bool=True):
         super().train(mode); self.frozen.eval()                                  # frozen BN statistics stay fixed

@@ -19,20 +19,32 @@ from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_los
 from .train import Method, register_method
 
 # %% auto #0
-__all__ = ['compositors', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor', 'create_compositor', 'CIRConfig',
-           'CIRModel', 'CIRMethod', 'cir_baseline', 'cir_uncertainty', 'collate_triplets', 'evaluate_composed',
-           'make_cir_eval']
+__all__ = ['compositors', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor', 'create_compositor',
+           'CIRConfig', 'CIRModel', 'CIRMethod', 'cir_baseline', 'cir_uncertainty', 'collate_triplets',
+           'evaluate_composed', 'make_cir_eval']
 
-# %% ../nbs/13_cir.ipynb #c09b99d9
+# %% ../nbs/13_cir.ipynb #8549e73b
 def _tile(v:Tensor, h:int, w:int)->Tensor: return v[:, :, None, None].expand(-1, -1, h, w)   # (B, E) -> (B, E, h, w)
 
-def _check_map_text(x:Tensor, sentence:Tensor, channels:int, text_dim:int, who:str):
-    if x.ndim != 4 or x.shape[1] != channels: raise ValueError(f"{who}: expected a reference map (B, {channels}, h, w), got {tuple(x.shape)}")
-    if sentence.ndim != 2 or sentence.shape != (x.shape[0], text_dim):
-        raise ValueError(f"{who}: expected text features (B, {text_dim}) with B = {x.shape[0]}, got {tuple(sentence.shape)}")
+class MapTextBlock(nn.Module):
+    "Base of the compositor blocks: a (B, C, h, w) map and its text in, `compose(x, sentence, tokens, mask)` out"
+    channels:int; text_dim:int   # set by subclasses: C of the map, E of the text features
 
-# %% ../nbs/13_cir.ipynb #6e808463
-class TIRG(nn.Module):
+    def forward(self,
+                x:Tensor,                 # (B, C, h, w) reference map
+                sentence:Tensor,          # (B, E) sentence feature
+                tokens:Tensor|None=None,  # (B, T, E) word features (default: the sentence as one word)
+                mask:Tensor|None=None,    # (B, T) bool, True on real words
+               )->Tensor:                 # (B, C, h, w) composed map
+        who, C, E = type(self).__name__, self.channels, self.text_dim
+        if x.ndim != 4 or x.shape[1] != C: raise ValueError(f"{who}: expected a reference map (B, {C}, h, w), got {tuple(x.shape)}")
+        if sentence.ndim != 2 or sentence.shape != (x.shape[0], E):
+            raise ValueError(f"{who}: expected text features (B, {E}) with B = {x.shape[0]}, got {tuple(sentence.shape)}")
+        if tokens is None: tokens, mask = sentence[:, None], torch.ones(len(x), 1, dtype=torch.bool, device=x.device)
+        return self.compose(x, sentence, tokens, mask)                      # defined by each block
+
+# %% ../nbs/13_cir.ipynb #244f86f9
+class TIRG(MapTextBlock):
     "Gated residual composition of a reference map and a text feature (Vo et al. 2019), per spatial position"
     def __init__(self,
                  channels:int,       # C of the reference map
@@ -45,17 +57,12 @@ class TIRG(nn.Module):
         self.gate, self.res = mlp(), mlp()
         self.weights = nn.Parameter(torch.tensor([1.0, 1.0]))   # w_g, w_r
 
-    def forward(self,
-                x:Tensor,           # (B, C, h, w) reference map
-                sentence:Tensor,    # (B, E) sentence feature
-                tokens:Tensor|None=None, mask:Tensor|None=None, # unused (TIRG reads the sentence only)
-               )->Tensor:           # (B, C, h, w) composed map
-        _check_map_text(x, sentence, self.channels, self.text_dim, "TIRG")
+    def compose(self, x:Tensor, sentence:Tensor, tokens:Tensor, mask:Tensor)->Tensor: # (B, C, h, w); TIRG reads the sentence only
         z = torch.cat([x, _tile(sentence, *x.shape[2:])], 1)                # [x, t]: (B, C + E, h, w)
         return self.weights[0]*torch.sigmoid(self.gate(z))*x + self.weights[1]*self.res(z)
 
-# %% ../nbs/13_cir.ipynb #b61de32c
-class ContentModulator(nn.Module):
+# %% ../nbs/13_cir.ipynb #a7082557
+class ContentModulator(MapTextBlock):
     "Disentangled multimodal non-local block: image positions attend over image positions and words (CoSMo's CM)"
     def __init__(self,
                  channels:int,         # C of the reference map
@@ -69,15 +76,8 @@ class ContentModulator(nn.Module):
         self.unary = nn.Linear(channels, 1); self.out = nn.Linear(channels, channels)
         self.scale = d ** -0.5
 
-    def forward(self,
-                x:Tensor,                 # (B, C, h, w) reference map
-                sentence:Tensor,          # (B, E) sentence feature
-                tokens:Tensor|None=None,  # (B, T, E) word features (default: the sentence as one word)
-                mask:Tensor|None=None,    # (B, T) bool, True on real words
-               )->Tensor:                 # (B, C, h, w) content-modulated map x_c
-        _check_map_text(x, sentence, self.channels, self.text_dim, "ContentModulator")
+    def compose(self, x:Tensor, sentence:Tensor, tokens:Tensor, mask:Tensor)->Tensor: # (B, C, h, w) content-modulated map x_c
         B, C, h, w = x.shape
-        if tokens is None: tokens, mask = sentence[:, None], torch.ones(B, 1, dtype=torch.bool, device=x.device)
         pos = x.flatten(2).transpose(1, 2)                                    # image positions (B, hw, C)
         words = self.text_proj(tokens)                                        # (B, T, C)
         q = self.query(torch.cat([pos, self.text_proj(sentence)[:, None].expand(-1, h*w, -1)], -1))  # (B, hw, d)
@@ -92,8 +92,8 @@ class ContentModulator(nn.Module):
         y = self.out(attn @ v)                                                # (B, hw, C)
         return x + y.transpose(1, 2).reshape(B, C, h, w)
 
-# %% ../nbs/13_cir.ipynb #6eeda5e6
-class StyleModulator(nn.Module):
+# %% ../nbs/13_cir.ipynb #02ca8f4d
+class StyleModulator(MapTextBlock):
     "Multimodal attention from the reference's channel statistics to the words; re-styles the normalised map (CoSMo's SM)"
     def __init__(self,
                  channels:int,         # C of the reference map
@@ -108,14 +108,7 @@ class StyleModulator(nn.Module):
         nn.init.normal_(self.delta.weight, std=1e-2); nn.init.zeros_(self.delta.bias)
         self.scale = d ** -0.5
 
-    def forward(self,
-                x:Tensor,                 # (B, C, h, w) reference map
-                sentence:Tensor,          # (B, E) sentence feature
-                tokens:Tensor|None=None,  # (B, T, E) word features (default: the sentence as one word)
-                mask:Tensor|None=None,    # (B, T) bool, True on real words
-               )->Tensor:                 # (B, C, h, w) re-styled map x_s
-        _check_map_text(x, sentence, self.channels, self.text_dim, "StyleModulator")
-        if tokens is None: tokens, mask = sentence[:, None], torch.ones(len(x), 1, dtype=torch.bool, device=x.device)
+    def compose(self, x:Tensor, sentence:Tensor, tokens:Tensor, mask:Tensor)->Tensor: # (B, C, h, w) re-styled map x_s
         mu = x.mean((2, 3)); sd = (x.var((2, 3), unbiased=False) + self.eps).sqrt()   # style statistics (B, C)
         q = self.query(torch.cat([mu, sd], 1))[:, None]                      # (B, 1, d)
         a = (q @ self.key(tokens).transpose(1, 2) * self.scale).masked_fill(~mask.bool()[:, None], torch.finfo(x.dtype).min).softmax(-1)
