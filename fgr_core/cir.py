@@ -374,7 +374,7 @@ def evaluate_composed(
     gal = embed_dataset(method, gallery, batch_size=batch_size,
                         collate_fn=lambda items: {"image": torch.stack([it["image"] for it in items])})["emb"]
     qry = embed_dataset(method, triplets, lambda b: {"emb": method.embed(b), "ref": b["reference_index"], "target": b["target_index"],
-                        "coarse": b.get("coarse", torch.zeros(len(b["text"]), dtype=torch.bool))}, batch_size, collate_fn=collate_triplets)
+                        "coarse": b.get("coarse", torch.zeros(len(b["text"]), dtype=torch.bool)).long()}, batch_size, collate_fn=collate_triplets)
     ref = qry["ref"]
     valid = getattr(triplets, "valid_targets", None) or [{int(t)} for t in qry["target"]]
     _, ids = knn(qry["emb"], gal, K, metric="cosine", exclude_ids=ref)
