@@ -143,15 +143,16 @@ def _load_checkpoint_file(
     model:nn.Module,  # the freshly built network
     path:str|Path,    # weights: a state dict, or a dict holding one under "state_dict", "model" or "state"
 ):
-    "Load the weights file `path` into `model` (weights only, `strict=False`); warn what did not fit, raise if nothing did"
+    "Load the weights file `path` into `model` (weights only, `strict=False`); warn what did not fit, raise if none did"
     sd, where = safe_torch_load(path, "checkpoint_path"), f"checkpoint_path {str(path)!r}"
     for key in ("state_dict", "model", "state"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict): sd = sd[key]
-    if not isinstance(sd, dict): raise ValueError(f"{where}: expected a state dict (name -> tensor), got {type(sd).__name__}")
+    if not isinstance(sd, dict):
+        raise ValueError(f"{where}: expected a state dict (name -> tensor), got {type(sd).__name__}")
     sd, own = {str(k).removeprefix("module."): v for k, v in sd.items()}, model.state_dict()
     fit = {k: v for k, v in sd.items() if k in own and isinstance(v, Tensor) and v.shape == own[k].shape}
-    if not fit: raise ValueError(f"{where} does not fit this model: none of its {len(sd)} entries matches a tensor of the "
-                                 f"model by name and shape (file: {list(sd)[:3]}, model: {list(own)[:3]})")
+    if not fit: raise ValueError(f"{where} does not fit this model: none of its {len(sd)} entries matches a tensor of "
+                                 f"the model by name and shape (file: {list(sd)[:3]}, model: {list(own)[:3]})")
     model.load_state_dict(fit, strict=False)
     absent, wrong = [k for k in own if k not in sd], [k for k in own if k in sd and k not in fit]
     unexpected = [k for k in sd if k not in own]

@@ -159,7 +159,8 @@ def _fsync_dir(folder:Path):
 from collections import OrderedDict
 
 _CKPT_KEY = "fgr_checkpoint_format"
-_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size, torch.Tensor, torch.nn.Parameter)
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size,
+          torch.Tensor, torch.nn.Parameter)   # what `torch.load(weights_only=True)` rebuilds
 
 def _check_plain(x, where:str):
     "Raise `ValueError` naming the first entry of `x` that `torch.load(weights_only=True)` would refuse"
@@ -168,8 +169,9 @@ def _check_plain(x, where:str):
     elif type(x) in (list, tuple):
         for i, v in enumerate(x): _check_plain(v, f"{where}[{i}]")
     elif type(x) not in _PLAIN:
-        raise ValueError(f"checkpoint {where}: a {type(x).__module__}.{type(x).__qualname__} cannot be stored; a checkpoint holds only "
-                         "tensors, numbers, strings, None, lists, tuples and dicts (what the safe loader reads back)")
+        raise ValueError(f"checkpoint {where}: a {type(x).__module__}.{type(x).__qualname__} cannot be stored; a "
+                         "checkpoint holds only tensors, numbers, strings, None, lists, tuples and dicts (what the "
+                         "safe loader reads back)")
 
 def save_checkpoint(
     state:dict,     # tensors, numbers, strings, None, lists, tuples and dicts: state dicts, RNG states, counters
@@ -195,18 +197,20 @@ def safe_torch_load(
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         why = str(e).split("WeightsUnpickler error:")[-1].strip().split(" was not an allowed")[0].split("\n")[0]
-        raise ValueError(f"{what} {str(path)!r} was refused: it needs a Python object other than tensors, numbers, strings, "
-                         f"lists and dicts ({why}), and loading such objects can run arbitrary code. fgr reads torch files "
-                         "with torch.load(weights_only=True) only; if you trust the file's source, load it yourself and "
-                         "save just its tensors (torch.save(model.state_dict(), path)).") from None
-    except Exception as e: raise ValueError(f"{what} {str(path)!r} is truncated or not a torch file ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{what} {str(path)!r} was refused: it needs a Python object other than tensors, "
+                         f"numbers, strings, lists and dicts ({why}), and loading such objects can run arbitrary "
+                         "code. fgr reads torch files with torch.load(weights_only=True) only; if you trust the "
+                         "file's source, load it yourself and save just its tensors (torch.save(model.state_dict(), "
+                         "path)).") from None
+    except Exception as e:
+        raise ValueError(f"{what} {str(path)!r} is truncated or not a torch file ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/00_core.ipynb #9b0d7fed
 def load_checkpoint(
     path:str|Path,              # file written by `save_checkpoint`
     map_location:Any="cpu",     # passed to `torch.load`
 )->dict:
-    "Read a checkpoint written by `save_checkpoint` (weights only); a missing, refused, truncated or foreign file raises"
+    "Read a checkpoint written by `save_checkpoint` (weights only); a missing, refused, cut or foreign file raises"
     obj = safe_torch_load(path, "checkpoint", map_location)
     if not isinstance(obj, dict) or obj.get(_CKPT_KEY) != 1:
         raise ValueError(f"{str(path)!r} is not an fgr checkpoint (no '{_CKPT_KEY}' marker); was it written by save_checkpoint?")

@@ -388,7 +388,8 @@ def _rng_state()->dict:
     return {"python": [version, list(internal), gauss],
             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 def _set_rng_state(s:dict):
     "Restore the global RNG states saved by `_rng_state`"

@@ -68,9 +68,11 @@ def test_cli_resume_refuses_crafted_last_checkpoint(tmp_path):
            "data": {"dataset": "digits", "train_split": "train", "eval_split": "test", "image_size": 16},
            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "progress": False}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-m", "fgr_core.train", "--config", str(tmp_path / "run.yaml"),
-                        "--set", "train.resume=true", "--out-dir", str(out)], capture_output=True, text=True, env=env, timeout=300)
+                        "--set", "train.resume=true", "--out-dir", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
     assert "fgr-train: error: checkpoint" in r.stderr, r.stderr[-3000:]
     _refusal(r.stderr, last)
@@ -137,7 +139,8 @@ def test_partial_weights_are_reported(tmp_path):
         create_image_backbone("small_cnn", width=8, checkpoint_path=tmp_path / "half.pth")
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # a complete file loads silently
-        torch.save(sd, tmp_path / "all.pth"); create_image_backbone("small_cnn", width=8, checkpoint_path=tmp_path / "all.pth")
+        torch.save(sd, tmp_path / "all.pth")
+        create_image_backbone("small_cnn", width=8, checkpoint_path=tmp_path / "all.pth")
     torch.save({"encoder." + k: v for k, v in sd.items()}, tmp_path / "none.pth")
     with pytest.raises(ValueError, match="does not fit this model: none of its"):
         create_image_backbone("small_cnn", width=8, checkpoint_path=tmp_path / "none.pth")
