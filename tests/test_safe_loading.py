@@ -58,6 +58,7 @@ def test_backbone_checkpoint_path_refuses_crafted_file(tmp_path):
     assert str(e.value).startswith("checkpoint_path ") and not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_resume_refuses_crafted_last_checkpoint(tmp_path):
     "`fgr-train` (its module entry point) with the crafted file as out_dir/checkpoints/last.pt"
     out, marker = tmp_path / "out", tmp_path / "marker"
