@@ -410,11 +410,21 @@ Trainer._open_log, Trainer.log_values, Trainer._close_log = _open_log, _log_valu
 
 # %% ../nbs/09_train.ipynb #fb081f84
 def _rng_state()->dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    "The global RNG states (Python, NumPy, torch, CUDA) as tensors, numbers and lists, which the safe loader reads back"
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 def _set_rng_state(s:dict):
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    "Restore the global RNG states saved by `_rng_state`"
+    version, internal, gauss = s["python"]; random.setstate((version, tuple(internal), gauss))
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 def _state(self:Trainer)->dict:
