@@ -223,6 +223,9 @@ def embed(self:DMCAC, batch:dict)->Tensor:
     "(B, F) retrieval embeddings of `batch['image']`"
     return self.encode(batch["image"])
 
+# %% ../nbs/12_dmcac.ipynb #3b54668c
+from .train import broadcast_buffers, embed_dataset, step_generator
+
 # %% ../nbs/12_dmcac.ipynb #5d39fd66
 @patch
 def set_database(self:DMCAC,
@@ -238,10 +241,10 @@ def set_database(self:DMCAC,
 def refresh_database(self:DMCAC, epoch:int|None=None):
     "Embed the database with the current encoder (eval mode, no grad) and rebuild its index (Eq. 3-4 of DMCAC)"
     if self.database_loader is None: raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the training database D_D")
-    dev, was = next(self.parameters()).device, self.training
-    self.eval()
-    try: self.database.refresh(lambda b: self.encode(b["image"].to(dev)), self.database_loader, epoch=epoch)
-    finally: self.train(was)
+    dev = next(self.parameters()).device
+    broadcast_buffers(self)                               # DDP: every process embeds with process 0's BatchNorm statistics
+    Z, y = embed_dataset(self, self.database_loader)      # eval mode, no grad; DDP: sharded over processes, gathered
+    self.database.refresh(lambda b: b["z"], [{"z": Z, "label": y, "index": torch.arange(len(Z))}], epoch=epoch)
     if self.retrieval == "approximate" and self.k > len(self.database):
         raise ValueError(f"k={self.k} exceeds the database size {len(self.database)}; lower k or enlarge the database")
     self._Z_D, self._refresh_due = self.database.embeddings.to(dev), False
@@ -275,7 +278,7 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes): raise ValueError(f"labels: expected values in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
     step = self.trainer.global_step if self.trainer is not None else self._steps
     self._steps += 1
-    gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+    gen = step_generator(self.seed, step)                              # distinct per DDP process
     views = self.views_fn(x, self.A, gen)                             # X_A, (B, A, 3, H, W)
     B = x.shape[0]
     Z_A = self.encode(views.flatten(0, 1)).view(B, self.A, -1)          # Eq. 5, (B, A, F)
