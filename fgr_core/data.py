@@ -140,11 +140,12 @@ class DistributedMPerClassSampler(MPerClassSampler):
     ):
         super().__init__(labels, m, batch_size, generator)
         ddp = torch.distributed.is_available() and torch.distributed.is_initialized()
-        self.num_replicas = num_replicas if num_replicas is not None else torch.distributed.get_world_size() if ddp else 1
-        self.rank = rank if rank is not None else torch.distributed.get_rank() if ddp else 0
+        world, me = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if ddp else (1, 0)
+        self.num_replicas, self.rank = world if num_replicas is None else num_replicas, me if rank is None else rank
         check_range("num_replicas", self.num_replicas, 1); check_range("rank", self.rank, 0, self.num_replicas - 1)
         if batch_size % self.num_replicas:
-            raise ValueError(f"batch_size={batch_size} (global) must be divisible by the number of processes ({self.num_replicas})")
+            raise ValueError(f"batch_size={batch_size} (global) must be divisible by the number of processes "
+                             f"({self.num_replicas})")
 
     def __iter__(self)->Iterator[list[int]]:
         n = self.batch_size // self.num_replicas

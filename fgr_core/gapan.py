@@ -194,6 +194,6 @@ class GAPan(EmbeddingModel):
         y = batch["label"]
         f = self.features(batch)                                                     # (B, d)
         l_nll = self.flow.nll(f if self.nll_to_backbone else f.detach(), y)          # G1, nats per dim
-        a, ya = self.anchors(torch.unique(all_gather_cat(y)))                        # G2, classes of the global batch (DDP)
+        a, ya = self.anchors(torch.unique(all_gather_cat(y)))                        # G2, classes of the global batch
         l_align = prior_alignment_loss(F.normalize(f, dim=-1), y, a, ya, self.align_temperature, self.positives)  # G3
         return {"loss": l_align + self.lambda_nll * l_nll, "align": l_align, "nll": l_nll}  # G4

@@ -249,7 +249,7 @@ def step_generator(
     seed:int,   # the method's noise seed
     step:int,   # training step
 )->torch.Generator: # CPU generator
-    "Generator of a method's noise at `step`: seeded by (`seed`, `step`), and also by the DDP rank on processes 1, 2, ..."
+    "Generator of a method's noise at `step`: seeded by (`seed`, `step`), and by the DDP rank on processes 1, 2, ..."
     rank = dist_info()[0]
     return torch.Generator().manual_seed(seed * 1_000_003 + step if rank == 0 else epoch_seed(seed, step, rank))
 
@@ -261,8 +261,10 @@ class GlooSyncBatchNorm(nn.SyncBatchNorm):
         from torch.distributed.nn.functional import all_reduce                  # differentiable all-reduce
         dims, shape = [0, *range(2, x.ndim)], (1, -1) + (1,) * (x.ndim - 2)
         n = torch.tensor(float(x.numel() // x.shape[1])); dist.all_reduce(n)    # items per channel, all processes
-        mean = all_reduce(x.sum(dims)) / n                                      # (C,) global mean
-        var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n          # (C,) global biased variance
+        with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
+            warnings.simplefilter("ignore", FutureWarning)
+            mean = all_reduce(x.sum(dims)) / n                                  # (C,) global mean
+            var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n      # (C,) global biased variance
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -276,11 +278,12 @@ def convert_sync_batchnorm(
     module:nn.Module, # converted in place (its BatchNorm children are replaced)
 )->nn.Module:         # `module`, or its replacement when it is a BatchNorm layer itself
     "Replace every BatchNorm layer (and timm's BatchNormAct2d) by `GlooSyncBatchNorm`, sharing parameters and buffers"
-    from timm.layers import convert_sync_batchnorm as timm_convert               # torch's converter drops timm's activations
+    from timm.layers import convert_sync_batchnorm as timm_convert   # torch's converter drops timm's activations
     module = timm_convert(module)
     for m in module.modules():
-        if isinstance(m, nn.SyncBatchNorm) and not isinstance(m, GlooSyncBatchNorm):   # timm's SyncBatchNormAct: mixed in
-            m.__class__ = GlooSyncBatchNorm if type(m) is nn.SyncBatchNorm else type(type(m).__name__, (type(m), GlooSyncBatchNorm), {})
+        if not isinstance(m, nn.SyncBatchNorm) or isinstance(m, GlooSyncBatchNorm): continue
+        cls = type(m)                                                # timm's SyncBatchNormAct: the CPU path mixed in
+        m.__class__ = GlooSyncBatchNorm if cls is nn.SyncBatchNorm else type(cls.__name__, (cls, GlooSyncBatchNorm), {})
     return module
 
 # %% ../nbs/09_train.ipynb #285ea4da
@@ -394,7 +397,7 @@ def _backward_step(self:Trainer,
     return loss.detach()
 
 def _all_reduce_grads(params:list, world:int):
-    "Average gradients over processes; a parameter without a gradient on a process counts as 0 there (None everywhere: None)"
+    "Average gradients over processes; a missing gradient counts as 0 (None when missing on every process)"
     if not params: return
     has = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
     flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params] + [has])
@@ -751,7 +754,8 @@ def make_train_loader(
     kw = dict(num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda")
     if sampler == "m_per_class":
         from fgr_core.data import DistributedMPerClassSampler   # this process's slice of each global batch
-        return DataLoader(dataset, batch_sampler=DistributedMPerClassSampler(dataset.labels, m, config.batch_size, world, rank), **kw)
+        bs = DistributedMPerClassSampler(dataset.labels, m, config.batch_size, world, rank)
+        return DataLoader(dataset, batch_sampler=bs, **kw)
     check_choice("sampler", sampler, ["random", "m_per_class"])
     if config.batch_size % world: raise ValueError(f"train.batch_size={config.batch_size} must be divisible by the number of processes ({world})")
     if len(dataset) < config.batch_size: raise ValueError(f"train.batch_size={config.batch_size} is larger than the training set ({len(dataset)} items)")
