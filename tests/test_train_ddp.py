@@ -30,6 +30,8 @@ COMMON = textwrap.dedent('''
             self.x = torch.randn(4, 8, generator=g)[self.y] * 2 + torch.randn(n, 8, generator=g)
         def __len__(self): return len(self.y)
         def __getitem__(self, i): return {"image": self.x[i], "label": int(self.y[i]), "index": i}
+        @property
+        def labels(self): return self.y
 
     class Net(Method):
         def __init__(self):
@@ -46,6 +48,20 @@ COMMON = textwrap.dedent('''
         ev = make_retrieval_eval(DataLoader(ds, batch_size=10), ks=(1, 2))
         m = Net()
         return m, Trainer(m, make_train_loader(ds, cfg), cfg, eval_fn=ev, out_dir=out_dir).fit()
+
+    class Crasher(Net):
+        crash_at = None
+        def training_step(self, b):
+            if self.trainer.global_step == self.crash_at: raise KeyboardInterrupt   # on every process at once
+            return super().training_step(b)
+
+    def train_m_per_class(out_dir, crash_at=None, resume=False):   # 2 epochs x 4 steps of 4 classes x m = 4
+        seed_everything(0)
+        ds, cfg = Blobs(), TrainConfig(epochs=2, batch_size=16, lr=0.2, optimizer="sgd", checkpoint_every_steps=2,
+                                       progress=False, device="cpu", seed=3, resume=resume)
+        m = Crasher(); m.crash_at = crash_at
+        Trainer(m, make_train_loader(ds, cfg, "m_per_class", m=4), cfg, out_dir=out_dir).fit()
+        return m
 ''')
 
 WORKER = COMMON + textwrap.dedent('''
@@ -56,6 +72,12 @@ WORKER = COMMON + textwrap.dedent('''
     assert world == 2
     m, hist = train(sys.argv[1])
     torch.save(m.state_dict(), f"{sys.argv[2]}/weights{rank}.pt")
+    # exact resume under DDP with the distributed m-per-class order: killed mid-epoch 0 after the step-2 checkpoint
+    full = train_m_per_class(f"{sys.argv[2]}/mpc_full")
+    try: train_m_per_class(f"{sys.argv[2]}/mpc_cut", crash_at=3)
+    except KeyboardInterrupt: pass
+    resumed = train_m_per_class(f"{sys.argv[2]}/mpc_cut", resume=True)
+    torch.save([full.state_dict(), resumed.state_dict()], f"{sys.argv[2]}/mpc{rank}.pt")
     with open(f"{sys.argv[2]}/hist{rank}.json", "w") as f: json.dump(hist, f)
     torch.distributed.destroy_process_group()
 ''')
@@ -95,6 +117,11 @@ def test_two_processes_match_one(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoints", "history.json", "log.csv"]
     ck = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert ck["world_size"] == 2 and len(ck["rng"]) == 2 and ck["global_step"] == 8
+    # m_per_class under DDP: a run killed after the step-2 checkpoint and resumed ends exactly as the uninterrupted one
+    for r in range(2):
+        full, resumed = torch.load(tmp_path / f"mpc{r}.pt")
+        for k, v in full.items(): assert torch.equal(resumed[k], v), (r, k)
+    assert load_checkpoint(tmp_path / "mpc_cut" / "checkpoints" / "last.pt")["data_order"]["batches_per_epoch"] == 4
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,7 +237,8 @@ def test_gapan_sync_bn_two_processes_match_one(tmp_path):
     initialisation or BatchNorm statistic moves far more weights, by far more); 0.02 on R@k and mAP@R, where a
     near tie between two gallery items may flip for one of the 80 queries."""
     args = ["-m", "fgr_core.train", "--config", "configs/gapan_glyphs.yaml",
-            *_tiny_overrides(CONFIGS / "gapan_glyphs.yaml"), "--set", "train.sync_bn=true", "--set", "data.image_size=32"]
+            *_tiny_overrides(CONFIGS / "gapan_glyphs.yaml"), "--set", "train.sync_bn=true",
+            "--set", "data.image_size=32"]
     procs = {n: _start(args, tmp_path / f"p{n}", nproc=n) for n in (2, 1)}   # both at once
     two, one = (_finish(procs[n], tmp_path / f"p{n}") for n in (2, 1))
     assert (two["world_size"], one["world_size"]) == (2, 1)
