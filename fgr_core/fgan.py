@@ -417,7 +417,7 @@ def pseudo_labels_of(self:FGAN, batch:dict, generator:torch.Generator|None=None)
 @patch
 def training_step(self:FGAN, batch:dict)->dict[str, Tensor]:
     "Named losses of one batch of golden pairs; 'loss' = L_FGCL + mu L_FGLA (Eq. 28 of FGAN)"
-    c, g = self.config, self.step_generator(self.config.seed)
+    c, g = self.config, self.noise_generator(self.config.seed)
     img, texts, y = batch["image"], list(batch["text"]), torch.as_tensor(batch["label"]).long().to(batch["image"].device)
     if len(texts) != len(img) or len(y) != len(img): raise ValueError(f"batch: expected as many texts and labels as images ({len(img)}), got {len(texts)} and {len(y)}")
     ov, ot = self.encode_images(img, g), self.encode_texts(texts, g)

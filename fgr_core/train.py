@@ -23,10 +23,11 @@ from .core import (Config, Registry, atomic_write, check_choice, check_range, ge
 # %% auto #0
 __all__ = ['METHODS', 'RUN_KEYS', 'TrainConfig', 'make_optimizer', 'LRFactor', 'make_scheduler', 'Method', 'to_device',
            'resolve_amp', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'dist_info', 'init_distributed',
-           'all_gather_cat', 'embed_dataset', 'NonFiniteLossError', 'Trainer', 'make_retrieval_eval', 'MethodConfig',
-           'training_texts', 'num_classes_of', 'CrossModalConfig', 'MethodSpec', 'register_method', 'list_methods',
-           'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides', 'load_run_config',
-           'make_train_loader', 'build_datasets', 'run_training', 'main']
+           'all_gather_cat', 'broadcast_buffers', 'step_generator', 'GlooSyncBatchNorm', 'convert_sync_batchnorm',
+           'gather_actnorm_init', 'embed_dataset', 'NonFiniteLossError', 'Trainer', 'make_retrieval_eval',
+           'MethodConfig', 'training_texts', 'num_classes_of', 'CrossModalConfig', 'MethodSpec', 'register_method',
+           'list_methods', 'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides',
+           'load_run_config', 'make_train_loader', 'build_datasets', 'run_training', 'main']
 
 # %% ../nbs/09_train.ipynb #6f31b189
 @dataclasses.dataclass
@@ -59,6 +60,7 @@ class TrainConfig(Config):
     out_dir:str="runs/fgr"        # logs, checkpoints and results
     num_workers:int=0             # DataLoader workers (CLI-built loaders)
     progress:bool=True            # tqdm progress bars
+    sync_bn:bool=False            # under DDP, BatchNorm layers use the statistics of the global batch (SyncBatchNorm)
 
     def check(self):
         check_range("epochs", self.epochs, 1); check_range("lr", self.lr, 0, open_lo=True)
@@ -154,14 +156,6 @@ class Method(nn.Module):
         if self.trainer is None: raise RuntimeError("configure_optimizers needs a Trainer (method.trainer is None); or override it")
         return self.trainer.config
 
-# %% ../nbs/09_train.ipynb #df3aa3d5
-@patch
-def step_generator(self:Method, seed:int)->torch.Generator:
-    "CPU generator for this training step: seeded by `seed` and the trainer's global step (else a call count)"
-    step = self.trainer.global_step if self.trainer is not None else self.__dict__.get("_step_calls", 0)
-    if self.trainer is None: self.__dict__["_step_calls"] = step + 1
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
-
 # %% ../nbs/09_train.ipynb #aa42a586
 @patch(cls_method=True)
 def collate(cls:Method, items:list)->dict:
@@ -250,6 +244,75 @@ def all_gather_cat(x:Tensor)->Tensor:
     parts = [torch.zeros((m, *x.shape[1:]), dtype=x.dtype, device=x.device) for _ in range(world)]
     dist.all_gather(parts, torch.cat([x, pad]))
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
+
+# %% ../nbs/09_train.ipynb #85b4038d
+def broadcast_buffers(module:nn.Module):
+    "Copy process 0's buffers of `module` (e.g. BatchNorm running statistics) to every process; no-op without DDP"
+    if dist_info()[1] > 1:
+        for b in module.buffers(): dist.broadcast(b.data, 0)
+
+# %% ../nbs/09_train.ipynb #6960f816
+def step_generator(
+    seed:int,   # the method's noise seed
+    step:int,   # training step
+)->torch.Generator: # CPU generator
+    "Generator of a method's noise at `step`: seeded by (`seed`, `step`), and by the DDP rank on processes 1, 2, ..."
+    rank = dist_info()[0]
+    return torch.Generator().manual_seed(seed * 1_000_003 + step if rank == 0 else epoch_seed(seed, step, rank))
+
+# %% ../nbs/09_train.ipynb #df3aa3d5
+@patch
+def noise_generator(self:Method, seed:int)->torch.Generator:
+    "CPU generator of this training step's noise: `step_generator(seed, step)` at the trainer's global step (else a call count)"
+    step = self.trainer.global_step if self.trainer is not None else self.__dict__.get("_step_calls", 0)
+    if self.trainer is None: self.__dict__["_step_calls"] = step + 1
+    return step_generator(seed, step)
+
+# %% ../nbs/09_train.ipynb #cc7dbb8e
+class GlooSyncBatchNorm(nn.SyncBatchNorm):
+    "torch's `SyncBatchNorm` that also trains on CPU processes (gloo): statistics of the global batch"
+    def forward(self, x:Tensor)->Tensor: # (B, C, ...) -> same
+        if not (self.training and x.device.type == "cpu" and dist_info()[1] > 1): return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce                  # differentiable all-reduce
+        dims, shape = [0, *range(2, x.ndim)], (1, -1) + (1,) * (x.ndim - 2)
+        n = torch.tensor(float(x.numel() // x.shape[1])); dist.all_reduce(n)    # items per channel, all processes
+        with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
+            warnings.simplefilter("ignore", FutureWarning)
+            mean = all_reduce(x.sum(dims)) / n                                  # (C,) global mean
+            var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n      # (C,) global biased variance
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean, f); self.running_var.lerp_(var * n / (n - 1).clamp(min=1), f)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+# %% ../nbs/09_train.ipynb #a7536372
+def convert_sync_batchnorm(
+    module:nn.Module, # converted in place (its BatchNorm children are replaced)
+)->nn.Module:         # `module`, or its replacement when it is a BatchNorm layer itself
+    "Replace every BatchNorm layer (and timm's BatchNormAct2d) by `GlooSyncBatchNorm`, sharing parameters and buffers"
+    from timm.layers import convert_sync_batchnorm as timm_convert   # torch's converter drops timm's activations
+    module = timm_convert(module)
+    for m in module.modules():
+        if not isinstance(m, nn.SyncBatchNorm) or isinstance(m, GlooSyncBatchNorm): continue
+        cls = type(m)                                                # timm's SyncBatchNormAct: the CPU path mixed in
+        m.__class__ = GlooSyncBatchNorm if cls is nn.SyncBatchNorm else type(cls.__name__, (cls, GlooSyncBatchNorm), {})
+    return module
+
+# %% ../nbs/09_train.ipynb #285ea4da
+def gather_actnorm_init(
+    module:nn.Module, # every nflows `ActNorm` inside gets a forward pre-hook
+)->nn.Module:         # `module`
+    "Make nflows `ActNorm` layers initialise from the all-gathered global batch (the same on every DDP process)"
+    from nflows.transforms import ActNorm
+    def hook(layer, args):
+        if layer.training and not layer.initialized: layer._initialize(all_gather_cat(args[0].detach()))
+    for m in module.modules():
+        if isinstance(m, ActNorm) and not getattr(m, "_gathers_init", False):
+            m.register_forward_pre_hook(hook); m._gathers_init = True
+    return module
 
 # %% ../nbs/09_train.ipynb #f5e02bda
 def _eval_loader(data, batch_size:int, num_workers:int=0, collate_fn:Callable|None=None)->DataLoader:
@@ -364,11 +427,14 @@ def _backward_step(self:Trainer,
     return loss.detach()
 
 def _all_reduce_grads(params:list, world:int):
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads: return
-    flat = torch.cat([g.reshape(-1) for g in grads]); dist.all_reduce(flat); flat /= world
+    "Average gradients over processes; a missing gradient counts as 0 (None when missing on every process)"
+    if not params: return
+    has = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params] + [has])
+    dist.all_reduce(flat)
     i = 0
-    for g in grads: g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()
+    for p, h in zip(params, flat[-len(params):].tolist()):
+        p.grad = flat[i:i + p.numel()].view_as(p) / world if h else None; i += p.numel()
 
 def _check_finite(self:Trainer, losses:dict):
     for k, v in losses.items():
@@ -480,6 +546,8 @@ def _setup(self:Trainer):
     if resume is None: seed_everything(cfg.seed, cfg.deterministic)
     m.to(self.device)
     if self.world > 1:
+        if cfg.sync_bn: convert_sync_batchnorm(m)
+        gather_actnorm_init(m)
         for t in list(m.parameters()) + list(m.buffers()): dist.broadcast(t.data, 0)
     self.optimizers = m.configure_optimizers()
     if not isinstance(self.optimizers, dict) or not self.optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in self.optimizers.values()):
@@ -508,8 +576,7 @@ def _train_step(self:Trainer, batch)->dict[str, float]:
 def _evaluate(self:Trainer)->dict[str, float]:
     "Metrics of `eval_fn(method)` (eval mode, no gradients) as floats"
     if self.eval_fn is None: return {}
-    if self.world > 1:
-        for b in self.method.buffers(): dist.broadcast(b.data, 0)
+    broadcast_buffers(self.method)
     was = self.method.training; self.method.eval()
     try:
         with torch.no_grad(): out = self.eval_fn(self.method)
@@ -578,8 +645,11 @@ def make_retrieval_eval(
         if ev is None: from fgr_core.metrics import evaluate_retrieval as ev
         q = embed_dataset(method, query_loader)
         g = embed_dataset(method, gallery_loader) if gallery_loader is not None else {"emb": None, "label": None}
-        return ev(q["emb"], q["label"], g["emb"], g["label"], ks=tuple(ks), metrics=tuple(metrics),
-                  exclude_self=exclude_self)
+        rank, world = dist_info()                    # under DDP: metrics once, on process 0, then shared
+        out = [ev(q["emb"], q["label"], g["emb"], g["label"], ks=tuple(ks), metrics=tuple(metrics),
+                  exclude_self=exclude_self) if rank == 0 else None]
+        if world > 1: dist.broadcast_object_list(out, 0)
+        return out[0]
     return eval_fn
 
 # %% ../nbs/09_train.ipynb #94ff31c4
@@ -653,7 +723,7 @@ class MethodSpec:
     "A registered method: `build(config, train_dataset)`, the config filled from `defaults` and the caller's fields"
     def __init__(self, name:str, build:Callable, config_class:type, defaults:dict):
         self.name, self.build, self.config_class, self.defaults = name, build, config_class, dict(defaults)
-        self.__doc__ = build.__doc__
+        self.__doc__, self.__module__ = build.__doc__, build.__module__   # like the builder (its paper's module)
 
     def config(self, **fields)->Config:
         "The validated config of this method: `defaults` updated with `fields`"
@@ -817,9 +887,9 @@ def make_train_loader(
     collate_fn = collate_fn or getattr(dataset, "collate_fn", None)
     kw = dict(num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda")
     if sampler == "m_per_class":
-        if world > 1: raise ValueError("sampler 'm_per_class' is single-process only; use sampler 'random' under DDP")
-        from fgr_core.data import MPerClassSampler
-        return DataLoader(dataset, batch_sampler=MPerClassSampler(dataset.labels, m, config.batch_size), **kw)
+        from fgr_core.data import DistributedMPerClassSampler   # this process's slice of each global batch
+        bs = DistributedMPerClassSampler(dataset.labels, m, config.batch_size, world, rank)
+        return DataLoader(dataset, batch_sampler=bs, **kw)
     check_choice("sampler", sampler, ["random", "m_per_class"])
     if config.batch_size % world: raise ValueError(f"train.batch_size={config.batch_size} must be divisible by the number of processes ({world})")
     if len(dataset) < config.batch_size: raise ValueError(f"train.batch_size={config.batch_size} is larger than the training set ({len(dataset)} items)")
