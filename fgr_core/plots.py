@@ -27,7 +27,7 @@ PAPER_COLUMNS = ["paper", "table", "dataset", "method", "backbone", "setting", "
 def paper_results_dir(
     root:str|Path|None=None, # explicit folder holding the CSVs; default: search
 )->Path:
-    "Folder of the published-results CSVs: `root`, `$FGR_DATA/paper_results`, the wheel's copy, the clone's `data/`, `./data`"
+    "Folder of the published-results CSVs: `root`, `$FGR_DATA/paper_results`, the wheel's copy, a `data/` folder"
     here = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..")
     cands = [Path(root)] if root is not None else [
         *([Path(os.environ["FGR_DATA"])/"paper_results"] if "FGR_DATA" in os.environ else []),
