@@ -8,6 +8,8 @@ from pathlib import Path
 import json
 import re
 
+import yaml
+
 _cfg = ConfigParser(delimiters=["="])
 _cfg.read(Path(__file__).resolve().parents[1] / "settings.ini", encoding="utf-8")
 _cfg = _cfg["DEFAULT"]
@@ -42,18 +44,13 @@ def _cell_lines(cell) -> str:
 
 
 def _front_matter(text: str) -> dict:
-    "title / description of nbdev's YAML front matter (flat keys; continuation lines are folded)"
-    out, key = {}, None
-    for line in _FRONT.match(text).group(1).splitlines():
-        if re.match(r"^[\w-]+:", line):
-            key, val = line.split(":", 1); out[key] = val.strip()
-        elif key and line.strip(): out[key] += " " + line.strip()
-    return out
+    "nbdev's YAML front matter (title, description, ...) of a processed notebook's first raw cell"
+    return yaml.safe_load(_FRONT.match(text).group(1)) or {}
 
 
 def _to_sphinx(app, docname, source):
     "Turn what nbdev's processing leaves for Quarto into what myst-nb renders"
-    if not app.env.doc2path(docname).endswith(".ipynb"): return
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"): return
     nb = json.loads(source[0])
     cells = nb["cells"]
     if cells and cells[0]["cell_type"] == "raw" and _FRONT.match(_cell_lines(cells[0])):
