@@ -7,19 +7,19 @@ Quarto (which `nbdev_docs` needs) has no wheel, so the site is rendered by Sphin
 """
 from pathlib import Path
 import argparse
-import os
 import subprocess
 import sys
 import time
+
+from fastcore.xtras import working_directory
+from nbdev.serve import proc_nbs   # not the `nbdev_proc_nbs` CLI: without Quarto, that one runs `pip install -e .[dev]`
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def build(out: Path = REPO / "_docs_site", force: bool = False) -> Path:
     "Process the notebooks and render the site into `out`; returns the home page"
-    os.chdir(REPO)                     # nbdev finds settings.ini from the working folder
-    from nbdev.serve import proc_nbs   # not the `nbdev_proc_nbs` CLI: without Quarto it runs `pip install -e .[dev]`
-    proc_nbs(force=force)
+    with working_directory(REPO): proc_nbs(force=force)   # nbdev finds settings.ini from the working folder
     subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(REPO / "docs"),
                     str(REPO / "_proc"), str(out)], check=True)
     home = out / "index.html"

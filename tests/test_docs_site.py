@@ -34,7 +34,8 @@ class _CDP:
 
     def send(self, method: str, session: str | None = None, **params) -> dict:
         i = next(self.ids)
-        self.ws.send(json.dumps({"id": i, "method": method, "params": params, **({"sessionId": session} if session else {})}))
+        msg = {"id": i, "method": method, "params": params}
+        self.ws.send(json.dumps({**msg, "sessionId": session} if session else msg))
         while True:
             msg = json.loads(self.ws.recv())
             if msg.get("id") == i:
@@ -62,8 +63,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
-                                directory=str(site))
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    handler = functools.partial(quiet, directory=str(site))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -72,7 +73,7 @@ def server(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None: pytest.skip("no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it as root")
+    if CHROMIUM is None: pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run does, as root)")
     pytest.importorskip("websocket", reason="websocket-client (a dev requirement) drives Chromium")
     prof = tempfile.mkdtemp()
     proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -82,7 +83,8 @@ def browser():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port_file, end = Path(prof) / "DevToolsActivePort", time.time() + 60
     while not (port_file.is_file() and len(port_file.read_text().split()) == 2):
-        if time.time() > end or proc.poll() is not None: raise RuntimeError(f"{CHROMIUM} did not start (exit {proc.poll()})")
+        if time.time() > end or proc.poll() is not None:
+            raise RuntimeError(f"{CHROMIUM} did not start (exit code {proc.poll()})")
         time.sleep(0.2)
     port, path = port_file.read_text().split()
     cdp = _CDP(f"ws://127.0.0.1:{port}{path}")
@@ -92,7 +94,8 @@ def browser():
 
 _CHECK_JS = """(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
-  await Promise.all(Array.from(document.images).map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+  await Promise.all(Array.from(document.images).map(
+    i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
   return JSON.stringify({math: document.querySelectorAll('mjx-container').length,
     broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     images: document.images.length, title: document.title});
@@ -107,7 +110,8 @@ def _visit(cdp: _CDP, url: str, shot: Path | None) -> dict:
     start = len(cdp.events)
     cdp.send("Page.navigate", s, url=url)
     cdp.wait_for("Page.loadEventFired", s)
-    facts = json.loads(cdp.send("Runtime.evaluate", s, expression=_CHECK_JS, awaitPromise=True, returnByValue=True)["result"]["value"])
+    res = cdp.send("Runtime.evaluate", s, expression=_CHECK_JS, awaitPromise=True, returnByValue=True)
+    facts = json.loads(res["result"]["value"])
     if shot is not None:
         shot.write_bytes(base64.b64decode(cdp.send("Page.captureScreenshot", s, format="png")["data"]))
     ev = [e for e in cdp.events[start:] if e.get("sessionId") == s]
@@ -115,7 +119,8 @@ def _visit(cdp: _CDP, url: str, shot: Path | None) -> dict:
                         if e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
                        + [str(e["params"]["args"]) for e in ev if e["method"] == "Runtime.consoleAPICalled"
                           and e["params"]["type"] in ("error", "assert")]
-                       + [e["params"]["exceptionDetails"]["text"] for e in ev if e["method"] == "Runtime.exceptionThrown"])
+                       + [e["params"]["exceptionDetails"]["text"] for e in ev
+                          if e["method"] == "Runtime.exceptionThrown"])
     facts["requests"] = [e["params"]["request"]["url"] for e in ev if e["method"] == "Network.requestWillBeSent"]
     cdp.send("Target.closeTarget", targetId=target)
     return facts
@@ -131,7 +136,8 @@ def test_page_works_offline(page, site, server, browser):
     if shots: Path(shots).mkdir(parents=True, exist_ok=True)
     f = _visit(browser, f"{server}/{page}.html", Path(shots) / f"{page}.png" if shots else None)
     host = urlparse(server).netloc
-    outside = [u for u in f["requests"] if urlparse(u).scheme not in ("data", "blob", "file") and urlparse(u).netloc != host]
+    outside = [u for u in f["requests"]
+               if urlparse(u).scheme not in ("data", "blob", "file") and urlparse(u).netloc != host]
     assert not outside, f"{page}: requests leaving the machine: {outside}"
     assert len(f["requests"]) > 1, f"{page}: the page requested nothing besides itself: {f['requests']}"
     assert not f["errors"], f"{page}: console errors: {f['errors']}"

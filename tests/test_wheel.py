@@ -20,8 +20,8 @@ _CHECK = textwrap.dedent('''
     from fgr_core.metrics import evaluate_retrieval
     import fgr_core.train as tr
     site = Path(sys.argv[1]).resolve()
-    assert Path(fgr_core.__file__).resolve().is_relative_to(site), f"imported {fgr_core.__file__}, not the wheel in {site}"
-    assert paper_results_dir().resolve().is_relative_to(site), f"paper results from {paper_results_dir()}, not the wheel"
+    assert Path(fgr_core.__file__).resolve().is_relative_to(site), f"imported {fgr_core.__file__}, not {site}"
+    assert paper_results_dir().resolve().is_relative_to(site), f"CSVs from {paper_results_dir()}, not the wheel"
     df = load_paper_results("dmcac")
     assert len(df) > 10 and set(df["paper"]) == {"dmcac"}, df.head()
     x = np.array([[1, 0], [.9, .1], [0, 1], [.1, .9]], dtype=np.float32)
