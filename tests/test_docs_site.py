@@ -126,6 +126,15 @@ def _visit(cdp: _CDP, url: str, shot: Path | None) -> dict:
     return facts
 
 
+def test_home_page_is_the_readme():
+    "nbs/index.ipynb (nbdev's readme_nb, the site's home page) says what README.md says, CI marker included"
+    cells = json.loads((REPO / "nbs" / "index.ipynb").read_text(encoding="utf-8"))["cells"]
+    words = lambda t: " ".join(t.split())
+    home = words(" ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"))
+    assert home == words((REPO / "README.md").read_text(encoding="utf-8")), "nbs/index.ipynb and README.md differ"
+    assert "<!-- test-command -->" in home
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_works_offline(page, site, server, browser):
