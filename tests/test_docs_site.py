@@ -131,7 +131,8 @@ def test_home_page_is_the_readme():
     cells = json.loads((REPO / "nbs" / "index.ipynb").read_text(encoding="utf-8"))["cells"]
     words = lambda t: " ".join(t.split())
     home = words(" ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"))
-    assert home == words((REPO / "README.md").read_text(encoding="utf-8")), "nbs/index.ipynb and README.md differ"
+    readme = words((REPO / "README.md").read_text(encoding="utf-8"))
+    assert home == readme, "nbs/index.ipynb and README.md differ: run `python docs/build.py --index-only`"
     assert "<!-- test-command -->" in home
 
 
