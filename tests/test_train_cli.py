@@ -92,8 +92,10 @@ def test_console_script_declared():
 TINY_DATA = ["data.n_chars=4", "data.n_typefaces=4", "data.per_class=4", "data.image_size=64"]
 TINY = {"gapan": ["method_args.flow_hidden=16"], "dmcac": ["method_args.k=2", "method_args.A=2"],
         "cir": ["data.n_triplets=24", "method_args.map_dim=16", "eval.ks=[1, 5]"],
-        "fgan": ["method_args.image_size=64", "method_args.pseudo_size=32", "method_args.n_samples=5", "eval.prec_k=10"],
-        "fggan": ["method_args.embed_dim=16", "method_args.g_width=4", "method_args.d_width=4", "method_args.n_width=4", "eval.ks=[1, 5]"]}
+        "fgan": ["method_args.image_size=64", "method_args.pseudo_size=32", "method_args.n_samples=5",
+                 "eval.prec_k=10"],
+        "fggan": ["method_args.embed_dim=16", "method_args.g_width=4", "method_args.d_width=4", "method_args.n_width=4",
+                  "eval.ks=[1, 5]"]}
 EXPECTED = {"gapan": "R@1", "dmcac": "R@1", "cir": "R@1", "fgan": "JR/Avg/mAP@all", "fggan": "fc/mAP@5"}
 GLYPH_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*_glyphs*.yaml"))
 
@@ -106,9 +108,10 @@ def test_every_paper_has_a_glyphs_config():
 @pytest.mark.parametrize("name", GLYPH_CONFIGS)
 def test_glyph_configs_run(name, tmp_path, capsys):
     paper = name.split("_")[0]
-    sets = ["train.epochs=1", "train.batch_size=8", "train.device=cpu", "train.progress=false", "train.checkpoint_every_epochs=0",
-            "eval.batch_size=16", *TINY_DATA, *TINY[paper]]
-    rc = main(["--config", str(REPO / "configs" / name), "--out-dir", str(tmp_path), *sum((["--set", s] for s in sets), [])])
+    sets = ["train.epochs=1", "train.batch_size=8", "train.device=cpu", "train.progress=false",
+            "train.checkpoint_every_epochs=0", "eval.batch_size=16", *TINY_DATA, *TINY[paper]]
+    overrides = [a for s in sets for a in ("--set", s)]
+    rc = main(["--config", str(REPO / "configs" / name), "--out-dir", str(tmp_path), *overrides])
     assert rc == 0, capsys.readouterr().err[-3000:]
     res = json.loads((tmp_path / "metrics.json").read_text())
     assert res["method"] == yaml.safe_load((REPO / "configs" / name).read_text())["method"]
