@@ -13,23 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import Registry, check_range
+from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 
 # %% auto #0
-__all__ = ['image_backbones', 'text_encoders', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageBackbone', 'SmallCNN',
-           'map_state_dict_in_order', 'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16',
-           'vit_small_patch16_224', 'deit_small_patch16_224', 'small_cnn', 'list_image_backbones',
-           'create_image_backbone', 'tensor_key', 'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone',
-           'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder',
-           'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru', 'list_text_encoders', 'create_text_encoder',
-           'EmbeddingHead']
+__all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
+           'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
+           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone', 'tensor_key',
+           'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier',
+           'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder',
+           'gru', 'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
 text_encoders = Registry("text encoder")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # %% ../nbs/03_backbones.ipynb #6245a163
 class ImageBackbone(nn.Module):

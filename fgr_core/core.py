@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'get_device', 'check_choice', 'check_range', 'Config', 'atomic_write', 'save_checkpoint',
-           'load_checkpoint', 'Registry']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'seed_everything', 'get_device', 'check_choice', 'check_range', 'Config',
+           'atomic_write', 'save_checkpoint', 'load_checkpoint', 'Registry']
 
 # %% ../nbs/00_core.ipynb #2fdb7b39
 def seed_everything(
@@ -47,6 +47,10 @@ def get_device(
         raise ValueError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     if dev.type == "mps" and not _mps_available(): raise ValueError("device 'mps' asked for, but MPS is not available; use device='auto' or 'cpu'")
     return dev
+
+# %% ../nbs/00_core.ipynb #ebbd4dac
+IMAGENET_MEAN = (0.485, 0.456, 0.406)   # per-channel mean (R, G, B) of images in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)    # per-channel standard deviation
 
 # %% ../nbs/00_core.ipynb #ed2e9381
 def check_choice(

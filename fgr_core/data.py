@@ -16,21 +16,18 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch.utils.data import Dataset, Sampler
 import torchvision.transforms.v2 as T
 
-from .core import Registry, atomic_write, check_choice, check_range
+from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, atomic_write, check_choice, check_range
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'COMPCARS_VIEWS',
-           'tensor_transform', 'train_transform', 'test_transform', 'make_views', 'MPerClassSampler', 'create_dataset',
-           'list_datasets', 'ImageDataset', 'font_dir', 'glyph_font_path', 'render_glyph', 'check_typeface',
-           'colour_pairs', 'pose_matrix', 'apply_pose', 'glyph_caption', 'generate_glyphs', 'fgr_cache_dir',
-           'load_glyphs', 'GlyphsDataset', 'modification_text', 'make_triplets', 'GlyphTriplets', 'DigitsDataset',
-           'DatasetFormatError', 'cub200', 'cars196', 'sop', 'inshop', 'CompCarsDataset', 'compcars', 'ComposedDataset',
-           'fashioniq', 'shoes', 'fashion200k', 'fashion200k_triplets', 'pascal_sentence', 'wikipedia']
+__all__ = ['DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'COMPCARS_VIEWS', 'tensor_transform', 'train_transform',
+           'test_transform', 'make_views', 'MPerClassSampler', 'create_dataset', 'list_datasets', 'ImageDataset',
+           'font_dir', 'glyph_font_path', 'render_glyph', 'check_typeface', 'colour_pairs', 'pose_matrix', 'apply_pose',
+           'glyph_caption', 'generate_glyphs', 'fgr_cache_dir', 'load_glyphs', 'GlyphsDataset', 'modification_text',
+           'make_triplets', 'GlyphTriplets', 'DigitsDataset', 'DatasetFormatError', 'cub200', 'cars196', 'sop',
+           'inshop', 'CompCarsDataset', 'compcars', 'ComposedDataset', 'fashioniq', 'shoes', 'fashion200k',
+           'fashion200k_triplets', 'pascal_sentence', 'wikipedia']
 
 # %% ../nbs/01_data.ipynb #e43f78a7
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 def tensor_transform(
     size:int|None=None, # resize the image to (size, size) first; None keeps its size
 )->Callable:            # PIL or tensor (3, H, W) -> float tensor (3, H, W), ImageNet-normalised

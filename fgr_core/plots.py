@@ -14,10 +14,12 @@ import torch
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 
+from .core import IMAGENET_MEAN, IMAGENET_STD
+
 # %% auto #0
-__all__ = ['PAPER_COLUMNS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'paper_results_dir', 'load_paper_results', 'summarize_runs',
-           'comparison_table', 'plot_training_curves', 'project_2d', 'plot_tsne', 'to_display',
-           'plot_retrieval_gallery', 'plot_saliency', 'plot_text_saliency']
+__all__ = ['PAPER_COLUMNS', 'paper_results_dir', 'load_paper_results', 'summarize_runs', 'comparison_table',
+           'plot_training_curves', 'project_2d', 'plot_tsne', 'to_display', 'plot_retrieval_gallery', 'plot_saliency',
+           'plot_text_saliency']
 
 # %% ../nbs/15_plots.ipynb #9a401f8b
 PAPER_COLUMNS = ["paper", "table", "dataset", "method", "backbone", "setting", "metric", "value", "source"]
@@ -157,8 +159,6 @@ def plot_tsne(
     return ax
 
 # %% ../nbs/15_plots.ipynb #862b0c45
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
 def to_display(
     img:torch.Tensor,                       # (3, H, W) or (1, H, W) image tensor
     mean:Sequence[float]|None=IMAGENET_MEAN, # normalisation to undo; None if `img` is already in [0, 1]
