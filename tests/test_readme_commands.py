@@ -9,14 +9,15 @@ import pytest
 from official_fixtures import write_cub
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_GAPAN = {"image_backbone": "small_cnn", "pretrained": "False", "image_size": "32", "embed_dim": "16", "epochs": "1",
-              "batch_size": "12", "m_per_class": "3", "data_kwargs": '{"n_chars": 4, "n_typefaces": 3, "per_class": 6}',
+TINY_GAPAN = {"image_backbone": "small_cnn", "pretrained": "False", "image_size": "32", "embed_dim": "16",
+              "epochs": "1", "batch_size": "12", "m_per_class": "3",
+              "data_kwargs": '{"n_chars": 4, "n_typefaces": 3, "per_class": 6}',
               "methods": '["norm_softmax", "gapan"]', "method_args": '{"gapan": {"flow_depth": 2, "flow_hidden": 16}}',
               "seeds": "[0]", "tsne_points": "12", "anchor_classes": "2", "gallery_queries": "1", "device": "cpu"}
 
 
 def readme_commands() -> list:
-    """Each command of the README's bash blocks as an argv list (continuations joined, `&&` chains split, comments cut)."""
+    """Each command of the README's bash blocks as an argv list (continuations joined, `&&` split, comments cut)."""
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     cmds = []
     for block in blocks:
@@ -67,16 +68,18 @@ def test_readme_main_job(tmp_path):
     assert main, "README lost its main job command"
     papermill(set_params(main[0], TINY_GAPAN), tmp_path)
     res = json.loads((tmp_path / "runs" / "gapan" / "results.json").read_text())
-    assert res["paper"] == "gapan" and res["params"]["seeds"] == [0] and res["params"]["methods"] == ["norm_softmax", "gapan"]
+    assert res["paper"] == "gapan" and res["params"]["seeds"] == [0]
+    assert res["params"]["methods"] == ["norm_softmax", "gapan"]
     assert (tmp_path / "out.ipynb").is_file() and (tmp_path / "runs" / "gapan" / "table.csv").is_file()
 
 
 @pytest.mark.slow
 def test_readme_real_data_command(tmp_path):
-    """The real-data command on a CUB-200-2011 fixture tree; its `-p seeds "[0]"` and `-p image_kwargs "{}"` stay strings."""
+    """The real-data command on a CUB-200-2011 fixture tree (`-p seeds "[0]"`, `-p image_kwargs "{}"` as strings)."""
     root = write_cub(tmp_path / "data")
     cmd = the_command(["papermill", "nbs/20_gapan_repro.ipynb"], "cub200")
-    tiny = {**TINY_GAPAN, "data_root": str(root), "batch_size": "4", "m_per_class": "2", "ks": "[1, 2]", "out_dir": str(tmp_path / "out")}
+    tiny = {**TINY_GAPAN, "data_root": str(root), "batch_size": "4", "m_per_class": "2", "ks": "[1, 2]",
+            "out_dir": str(tmp_path / "out")}
     for k in ("seeds", "image_kwargs", "dataset"): tiny.pop(k, None)   # keep the README's own values
     papermill(set_params(cmd, tiny), tmp_path)
     res = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -91,10 +94,12 @@ def test_readme_fgr_train_command(tmp_path):
     cmd = the_command(["fgr-train", "--config"], "gapan_cub200")
     cmd = [c if not c.startswith("data.root=") else f"data.root={root}" for c in cmd]
     tiny = ["method_args.image_backbone=small_cnn", "method_args.pretrained=false", "method_args.embed_dim=16",
-            "method_args.flow_hidden=16", "method_args.flow_depth=2", "train.epochs=1", "train.batch_size=4", "data.m=2",
+            "method_args.flow_hidden=16", "method_args.flow_depth=2", "train.epochs=1", "train.batch_size=4",
+            "data.m=2",
             "train.device=cpu", "train.progress=false", "eval.batch_size=8", "eval.ks=[1, 2]"]
     exe = Path(sys.executable).parent / "fgr-train"
-    argv = [str(exe) if exe.is_file() else sys.executable, *([] if exe.is_file() else ["-m", "fgr_core.train"]), *cmd[1:],
+    prog = [str(exe)] if exe.is_file() else [sys.executable, "-m", "fgr_core.train"]
+    argv = [*prog, *cmd[1:],
             *[x for t in tiny for x in ("--set", t)], "--out-dir", str(tmp_path / "run")]
     r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
