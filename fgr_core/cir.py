@@ -354,7 +354,7 @@ def collate_triplets(
     return out
 
 @patch(cls_method=True)
-def collate(cls:CIRMethod, items:list)->dict: return collate_triplets(items)   # `fgr-train`'s loaders batch triplets
+def collate(cls:CIRMethod, items:list)->dict: return collate_triplets(items)   # fgr-train's loaders batch triplets
 
 # %% ../nbs/13_cir.ipynb #5d6563f3
 def evaluate_composed(
@@ -373,8 +373,10 @@ def evaluate_composed(
     if K < 1 or not all(1 <= k for k in ks): raise ValueError(f"ks must be positive and the gallery needs >= 2 images; got ks={list(ks)}, gallery of {G}")
     gal = embed_dataset(method, gallery, batch_size=batch_size,
                         collate_fn=lambda items: {"image": torch.stack([it["image"] for it in items])})["emb"]
-    qry = embed_dataset(method, triplets, lambda b: {"emb": method.embed(b), "ref": b["reference_index"], "target": b["target_index"],
-                        "coarse": b.get("coarse", torch.zeros(len(b["text"]), dtype=torch.bool))}, batch_size, collate_fn=collate_triplets)
+    def fn(b):   # composed query features and the ids the metric needs
+        coarse = b.get("coarse", torch.zeros(len(b["text"]), dtype=torch.bool)).long()
+        return {"emb": method.embed(b), "ref": b["reference_index"], "target": b["target_index"], "coarse": coarse}
+    qry = embed_dataset(method, triplets, fn, batch_size, collate_fn=collate_triplets)
     ref = qry["ref"]
     valid = getattr(triplets, "valid_targets", None) or [{int(t)} for t in qry["target"]]
     _, ids = knn(qry["emb"], gal, K, metric="cosine", exclude_ids=ref)

@@ -200,7 +200,8 @@ class DMCAC(Method):
         self.backbone = (create_image_backbone(image_backbone, pretrained=pretrained, **(image_kwargs or {}))
                          if isinstance(image_backbone, str) else image_backbone)
         dim = getattr(self.backbone, "num_features", None)
-        if not isinstance(dim, int): raise ValueError("image_backbone: expected a module with an int `num_features` (the embedding size F)")
+        if not isinstance(dim, int):
+            raise ValueError("image_backbone: expected a module with an int `num_features` (the embedding size F)")
         self.proj = nn.Linear(dim, embed_dim) if embed_dim else None
         dim = embed_dim or dim
         self.dim, self.num_classes, self.A, self.k, self.retrieval = dim, num_classes, A, k, retrieval
@@ -315,11 +316,11 @@ class DMCACConfig(MethodConfig):
 @register_method("dmcac", DMCACConfig)
 @register_method("dmcac_ce", DMCACConfig, betas=(0., 1., 0.))
 def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
-    "A `DMCAC` whose database is a stratified share of `train_dataset` (§4.1); `dmcac_ce`: cross-entropy only (Table 2)"
+    "A `DMCAC` with a stratified share of `train_dataset` as database (§4.1); `dmcac_ce`: CE only (Table 2)"
     c = config
-    m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas, c.temperature,
-              c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed, pretrained=c.pretrained,
-              image_kwargs=c.image_kwargs, embed_dim=c.embed_dim)
+    m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas,
+              c.temperature, c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed,
+              pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim)
     if train_dataset is not None:
         q, d = split_query_database(train_dataset, c.database_fraction, torch.Generator().manual_seed(c.split_seed))
         m.set_database(d, batch_size=c.database_batch_size)

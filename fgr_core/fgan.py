@@ -115,7 +115,7 @@ def forward(self:FineGrainedEncoder,
             X:Tensor,                              # (B, N_r, D) regions
             mask:Tensor|None=None,                 # (B, N_r) bool, True on real regions
             generator:torch.Generator|None=None,   # noise of the top-K and the VAE
-           )->dict:                                # x (B, d_x), log_g (B, L), r_hat (B, D), scores (B, N_r), indicators (B, K, N_r), VAE terms
+           )->dict:                     # x (B, d_x), log_g (B, L), r_hat (B, D), scores (B, N_r), indicators, VAE terms
     if X.dim() != 3 or X.shape[1] != self.num_regions:
         raise ValueError(f"expected regions (B, {self.num_regions}, D), got shape {tuple(X.shape)}")
     out = {}
@@ -435,7 +435,7 @@ def embed(self:FGAN, batch:dict)->Tensor: # (B, d_x) L2-normalised image region 
 
 # %% ../nbs/14_fgan.ipynb #fbdf1e63
 @patch
-def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x), g_v, g_t (B, 1000), s_v (B, h'w'), s_t (B, 1 + max_words)
+def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x), g_v, g_t (B, 1000), s_v, s_t (scores)
     "FGE outputs of a batch of image-text pairs, both modalities (call in eval mode, e.g. through `embed_dataset`)"
     ov, ot = self.encode_images(batch["image"]), self.encode_texts(list(batch["text"]))
     out = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp()}
@@ -453,7 +453,8 @@ def fgan_retrieval(
     for mode in modes:
         for d, (qx, qg, sx, sg) in (("I2T", ("x_v", "g_v", "x_t", "g_t")), ("T2I", ("x_t", "g_t", "x_v", "g_v"))):
             sim = joint_similarity(query[qx], query[qg], support[sx], support[sg], mode)
-            for k, v in ranking_metrics(sim, query["label"], support["label"], prec_k).items(): out[f"{mode.upper()}/{d}/{k}"] = v
+            for k, v in ranking_metrics(sim, query["label"], support["label"], prec_k).items():
+                out[f"{mode.upper()}/{d}/{k}"] = v
         for k in ("mAP@all", f"Prec@{prec_k}"): out[f"{mode.upper()}/Avg/{k}"] = (out[f"{mode.upper()}/I2T/{k}"] + out[f"{mode.upper()}/T2I/{k}"]) / 2
     return out
 
@@ -469,7 +470,7 @@ def make_eval_fn(self:FGAN,
 )->Callable:                        # eval_fn(model) -> {"JR/I2T/mAP@all": ..., "JR/Avg/Prec@100": ...} fractions
     "An `eval_fn` for the `Trainer`: zero-shot I2T and T2I retrieval of `query` against `gallery` (`fgan_retrieval`)"
     def eval_fn(model:FGAN)->dict:
-        emb = lambda ds: embed_dataset(model, ds, model.pair_features, batch_size, num_workers, collate_fn=collate_pairs)
+        emb = lambda ds: embed_dataset(model, ds, model.pair_features, batch_size, num_workers, collate_pairs)
         q = emb(query)
         return fgan_retrieval(q, emb(gallery) if gallery is not None else q, modes, prec_k)
     return eval_fn
@@ -484,7 +485,7 @@ def collate_pairs(items:Sequence[dict])->dict: # image (B, 3, H, W), text list[s
     return out
 
 @patch(cls_method=True)
-def collate(cls:FGAN, items:list)->dict: return collate_pairs(items)   # `fgr-train`'s loaders batch pairs with `collate_pairs`
+def collate(cls:FGAN, items:list)->dict: return collate_pairs(items)   # fgr-train's loaders batch pairs
 
 @register_method("fgan", FGANConfig)
 def build_fgan(config:FGANConfig, train_dataset=None)->FGAN:

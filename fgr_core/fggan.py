@@ -279,7 +279,7 @@ class FGGANConfig(MethodConfig):
     "Hyper-parameters of FGGAN (§3.5) and the module set (Table 3); the backbone block is S's"
     embed_dim:int=512           # S's fc feature size
     num_classes:int=0           # training classes; 0: `train_dataset.num_classes`
-    canonical_view:str="canonical" # x_c: the dataset's canonical render, or a viewpoint such as "front" (`canonical_views`)
+    canonical_view:str="canonical" # x_c: the dataset's canonical render, or a viewpoint such as "front"
     modules:str="GDNS"          # one of VARIANTS
     g_width:int=32; g_depth:int=3
     g_residual:bool=False       # G predicts a correction x_z = x + G'(x) (our option, see `Generator`)
@@ -314,7 +314,8 @@ class FGGAN(Method):
                  backbone:nn.Module|None=None):   # S's backbone (default: built from `config.image_backbone`)
         super().__init__()
         self.config = c = config or FGGANConfig()
-        self.S = create_semantic_embedding(backbone if backbone is not None else c.image_backbone, num_classes, c.pretrained, c.embed_dim, c.image_kwargs)
+        self.S = create_semantic_embedding(backbone if backbone is not None else c.image_backbone, num_classes,
+                                           c.pretrained, c.embed_dim, c.image_kwargs)
         m = c.modules
         self.G = Generator(3, c.g_width, c.g_depth, c.slope, c.g_residual) if "G" in m else None
         self.D = Discriminator(3, c.d_width, c.d_depth, c.slope) if "D" in m else None
@@ -529,11 +530,12 @@ def make_eval_fn(self:FGGAN,
     "mAP@k and P@k of every feature kind (§4.1 of FGGAN); the unprefixed keys are `config.aggregation`'s"
     def eval_fn(model:FGGAN)->dict:
         kk = tuple(dict.fromkeys((*kinds, model.config.aggregation)))
-        q = fggan_feature_sets(model, query, kk, batch_size=batch_size, num_workers=num_workers)
-        g = fggan_feature_sets(model, gallery, kk, batch_size=batch_size, num_workers=num_workers) if gallery is not None else {}
+        feats = lambda ds: fggan_feature_sets(model, ds, kk, batch_size=batch_size, num_workers=num_workers)
+        q, g = feats(query), feats(gallery) if gallery is not None else {}
         out = {}
         for k in kk:
-            r = evaluate_retrieval(q[k], q["label"], g.get(k), g.get("label"), ks=ks, metrics=("map_at_k", "precision"), metric=metric)
+            r = evaluate_retrieval(q[k], q["label"], g.get(k), g.get("label"), ks=ks, metrics=("map_at_k", "precision"),
+                                   metric=metric)
             out.update({f"{k}/{n}": v for n, v in r.items()})
             if k == model.config.aggregation: out.update(r)
         return out

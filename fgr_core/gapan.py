@@ -169,13 +169,14 @@ class GAPan(EmbeddingModel):
         lambda_nll:float=0.1,         # weight of L_nll in G4
         nll_to_backbone:bool=True,    # let L_nll's gradient reach the head and backbone
         prior_radius:float=4.0,       # initial norm of the prior means
-        **kw,                         # `EmbeddingModel` arguments (image_backbone, pretrained, embed_dim, new_lr_mult, image_kwargs)
+        **kw,                         # `EmbeddingModel` arguments (image_backbone, pretrained, embed_dim, ...)
     ):
         super().__init__(num_classes, **kw)
         check_range("tau", tau, 0, open_lo=True); check_range("lambda_nll", lambda_nll, 0)
         check_range("align_temperature", align_temperature, 0, open_lo=True); check_choice("positives", positives, ["mean", "sum"])
         if not isinstance(num_anchors, int) or num_anchors < 1: raise ValueError(f"num_anchors: expected a positive int, got {num_anchors!r}")
-        self.flow = ClassConditionalFlow(self.embed_dim, num_classes, depth=flow_depth, hidden=flow_hidden, radius=prior_radius)
+        self.flow = ClassConditionalFlow(self.embed_dim, num_classes, depth=flow_depth, hidden=flow_hidden,
+                                         radius=prior_radius)
         self.tau, self.num_anchors, self.truncation, self.sampling = tau, num_anchors, truncation, sampling
         self.align_temperature, self.positives, self.lambda_nll, self.nll_to_backbone = align_temperature, positives, lambda_nll, nll_to_backbone
 
@@ -225,7 +226,8 @@ class GAPanConfig(MethodConfig):
 def build_gapan(config:GAPanConfig, train_dataset=None)->EmbeddingModel:
     "GAPan, or a baseline loss on the same backbone and head, from a `GAPanConfig`"
     c, C = config, num_classes_of(config.num_classes, train_dataset)
-    kw = dict(image_backbone=c.image_backbone, pretrained=c.pretrained, embed_dim=c.embed_dim, new_lr_mult=c.new_lr_mult, image_kwargs=c.image_kwargs)
+    kw = dict(image_backbone=c.image_backbone, pretrained=c.pretrained, embed_dim=c.embed_dim,
+              new_lr_mult=c.new_lr_mult, image_kwargs=c.image_kwargs)
     if c.loss == "norm_softmax": return NormSoftmax(C, c.temperature, **kw)
     if c.loss == "proxy_anchor": return ProxyAnchor(C, c.margin, c.alpha, **kw)
     return GAPan(C, c.flow_depth, c.flow_hidden, c.tau, c.num_anchors, c.truncation, c.sampling, c.align_temperature,

@@ -281,12 +281,14 @@ def embed_dataset(
     try:
         with torch.no_grad():
             for batch in tqdm(loader, desc="embed", disable=not progress or rank != 0, leave=False):
-                if not isinstance(batch, dict): raise ValueError(f"embed_dataset expects dict batches, got {type(batch).__name__}")
+                if not isinstance(batch, dict):
+                    raise ValueError(f"embed_dataset: expected dict batches, got {type(batch).__name__}")
                 out = fn(to_device(batch, device))
                 out = dict(out) if isinstance(out, dict) else {"emb": out}
                 if "label" in batch and "label" not in out: out["label"] = torch.as_tensor(batch["label"]).long()
                 for k, v in out.items():
-                    if not isinstance(v, Tensor): raise ValueError(f"embed_dataset: fn gave {type(v).__name__} for {k!r}, expected a tensor")
+                    if not isinstance(v, Tensor):
+                        raise ValueError(f"embed_dataset: fn gave {type(v).__name__} for {k!r}, expected a tensor")
                     parts.setdefault(k, []).append(v.float().cpu() if v.is_floating_point() else v.cpu())
     finally: method.train(was_training)
     res = {k: torch.cat(v) for k, v in parts.items()}
@@ -410,11 +412,21 @@ Trainer._open_log, Trainer.log_values, Trainer._close_log = _open_log, _log_valu
 
 # %% ../nbs/09_train.ipynb #fb081f84
 def _rng_state()->dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    "The global RNG states (Python, NumPy, torch, CUDA) as tensors, numbers and lists, which the safe loader reads back"
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 def _set_rng_state(s:dict):
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    "Restore the global RNG states saved by `_rng_state`"
+    version, internal, gauss = s["python"]; random.setstate((version, tuple(internal), gauss))
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 def _state(self:Trainer)->dict:
@@ -566,7 +578,8 @@ def make_retrieval_eval(
         if ev is None: from fgr_core.metrics import evaluate_retrieval as ev
         q = embed_dataset(method, query_loader)
         g = embed_dataset(method, gallery_loader) if gallery_loader is not None else {"emb": None, "label": None}
-        return ev(q["emb"], q["label"], g["emb"], g["label"], ks=tuple(ks), metrics=tuple(metrics), exclude_self=exclude_self)
+        return ev(q["emb"], q["label"], g["emb"], g["label"], ks=tuple(ks), metrics=tuple(metrics),
+                  exclude_self=exclude_self)
     return eval_fn
 
 # %% ../nbs/09_train.ipynb #94ff31c4
@@ -577,7 +590,7 @@ def make_eval_fn(self:Method,
     *,
     batch_size:int=256,            # embedding batch size
     num_workers:int=0,             # DataLoader workers
-    **metric_kwargs,               # the method's metric options (default: `make_retrieval_eval`'s ks, metrics, exclude_self)
+    **metric_kwargs,               # the method's metric options (default: ks, metrics, exclude_self)
 )->Callable:                       # eval_fn(method) -> {metric name: fraction in [0, 1]}
     "The `eval_fn` that evaluates this kind of method on `query` (and `gallery`); default: label-based retrieval"
     mk = lambda ds: _eval_loader(ds, batch_size, num_workers, getattr(ds, "collate_fn", None) or self.collate)
@@ -589,7 +602,7 @@ class MethodConfig(Config):
     "Fields every method shares, the image backbone block; a method's config subclasses it (defaults may differ)"
     image_backbone:str="efficientnet_lite0"  # `create_image_backbone` name (offline ImageNet weights)
     pretrained:bool=True                     # load the backbone's pretrained weights
-    image_kwargs:dict=dataclasses.field(default_factory=dict)  # more `create_image_backbone` arguments, e.g. {"train_stages": 1, "memo": True}
+    image_kwargs:dict=dataclasses.field(default_factory=dict)  # more `create_image_backbone` args (train_stages, memo)
     embed_dim:int=128                        # width of the retrieval embedding
 
     def check(self): check_range("embed_dim", self.embed_dim, 0)
@@ -610,13 +623,13 @@ def num_classes_of(
     "Number of training classes: `num_classes`, else `train_dataset.num_classes`"
     if num_classes: return num_classes
     n = getattr(train_dataset, "num_classes", None)
-    if not isinstance(n, int): raise ValueError("num_classes: give num_classes=... or a train_dataset with a .num_classes attribute")
+    if not isinstance(n, int): raise ValueError("num_classes: give num_classes=... or a train_dataset with num_classes")
     return n
 
 @dataclasses.dataclass
 class CrossModalConfig(MethodConfig):
     "`MethodConfig` plus the text encoder block of the cross-modal methods (CIR, FGAN)"
-    text_encoder:str="gru"        # `create_text_encoder` name: "gru" (trained, needs the training texts) or "all_minilm_l6_v2"
+    text_encoder:str="gru"        # `create_text_encoder` name: "gru" (needs the training texts) or "all_minilm_l6_v2"
     text_kwargs:dict=dataclasses.field(default_factory=dict)  # more `create_text_encoder` arguments, e.g. {"dim": 128}
     train_text:bool=True          # fine-tune the text encoder
 
@@ -625,7 +638,9 @@ class CrossModalConfig(MethodConfig):
         from fgr_core.backbones import create_text_encoder
         kw = dict(self.text_kwargs)
         if self.text_encoder == "gru" and "vocab" not in kw:
-            if texts is None: raise ValueError("text_encoder='gru' needs the training texts (pass train_dataset with captions) or text_kwargs={'vocab': ...}")
+            if texts is None:
+                raise ValueError("text_encoder='gru' needs the training texts (a train_dataset with captions) "
+                                 "or text_kwargs={'vocab': ...}")
             kw["texts"] = list(texts)
         enc = create_text_encoder(self.text_encoder, **kw)
         if not self.train_text: enc.requires_grad_(False)
@@ -635,7 +650,7 @@ class CrossModalConfig(MethodConfig):
 METHODS = Registry("method")
 
 class MethodSpec:
-    "A registered method: `build(config, train_dataset)` with `config_class` filled from `defaults` and the caller's fields"
+    "A registered method: `build(config, train_dataset)`, the config filled from `defaults` and the caller's fields"
     def __init__(self, name:str, build:Callable, config_class:type, defaults:dict):
         self.name, self.build, self.config_class, self.defaults = name, build, config_class, dict(defaults)
         self.__doc__ = build.__doc__
@@ -646,7 +661,8 @@ class MethodSpec:
 
     def __call__(self, train_dataset=None, **fields)->Method:
         m = self.build(self.config(**fields), train_dataset)
-        if not isinstance(m, Method): raise ValueError(f"method {self.name!r} built a {type(m).__name__}, expected a fgr_core.train.Method")
+        if not isinstance(m, Method):
+            raise ValueError(f"method {self.name!r} built a {type(m).__name__}, expected a fgr_core.train.Method")
         return m
 
     def __repr__(self): return f"MethodSpec({self.name!r}, {self.config_class.__name__}, {self.defaults})"
@@ -659,11 +675,13 @@ def register_method(
 )->Callable:               # decorator returning the builder unchanged
     "Decorator registering `build(config, train_dataset=None) -> Method` as method `name`"
     if not (isinstance(config_class, type) and issubclass(config_class, Config)):
-        raise ValueError(f"register_method({name!r}): config_class must be a fgr_core.core.Config subclass, got {config_class!r}")
+        raise ValueError(f"register_method({name!r}): config_class must be a fgr_core.core.Config subclass, "
+                         f"got {config_class!r}")
     config_class.from_dict(defaults, where=f"register_method({name!r}) defaults")   # unknown fields fail now
     def deco(build:Callable)->Callable:
         spec, old = MethodSpec(name, build, config_class, defaults), METHODS._fns.get(name)
-        if old is not None and old.build.__qualname__ == build.__qualname__: METHODS._fns[name] = spec   # re-run of its notebook
+        if old is not None and old.build.__qualname__ == build.__qualname__:   # the same builder again (its notebook)
+            METHODS._fns[name] = spec
         else: METHODS.register(spec, name=name)
         return build
     return deco
@@ -778,7 +796,8 @@ def load_run_config(
         sections[k] = v
     def with_args(cls, d, where):   # fields of `cls`, the other keys in `args`
         known = [f.name for f in dataclasses.fields(cls) if f.name != "args"]
-        return cls.from_dict({**{k: v for k, v in d.items() if k in known}, "args": {k: v for k, v in d.items() if k not in known}}, where=where)
+        args = {k: v for k, v in d.items() if k not in known}
+        return cls.from_dict({**{k: v for k, v in d.items() if k in known}, "args": args}, where=where)
     imports = raw.get("imports") or []
     if isinstance(imports, str): imports = [imports]
     return RunConfig(raw["method"], sections["method_args"], with_args(DataConfig, sections["data"], "config.data"),
@@ -832,7 +851,8 @@ def run_training(
     train_ds, query_ds, gallery_ds = build_datasets(run.data)
     try: method = create_method(run.method, train_ds, **run.method_args)
     except KeyError as e: raise KeyError(f"method_args: {e.args[0] if e.args else e}") from None
-    loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, getattr(train_ds, "collate_fn", None) or method.collate)
+    collate = getattr(train_ds, "collate_fn", None) or method.collate
+    loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, collate)
     eval_fn = None if query_ds is None else method.make_eval_fn(
         query_ds, gallery_ds, batch_size=run.eval.batch_size, num_workers=run.train.num_workers, **run.eval.args)
     out = Path(run.train.out_dir)

@@ -114,3 +114,12 @@ def test_glyph_configs_run(name, tmp_path, capsys):
     assert res["method"] == yaml.safe_load((REPO / "configs" / name).read_text())["method"]
     m = res["metrics"]
     assert EXPECTED[paper] in m and all(0 <= v <= 1 for v in m.values() if math.isfinite(v)), m
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_config_is_valid(name):
+    "Each config loads, names a registered method, and its method_args are fields of that method's config class"
+    from fgr_core.train import METHODS
+    run = load_run_config(REPO / "configs" / name)
+    config = METHODS.get(run.method).config(**run.method_args)
+    assert config.pretrained is True and isinstance(config.image_backbone, str)
