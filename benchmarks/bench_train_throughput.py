@@ -6,7 +6,8 @@
         --steps 40 --devices cuda                                       # the GPU setting
 
 * raw step: one fixed batch already on the device, `training_step` + backward + AdamW step, nothing else.
-* loader: the training `DataLoader` (m-per-class batches, as the reproductions use) plus the move to the device.
+* loader: the training batches (m-per-class, as the reproductions use) fed as the Trainer feeds them (whole
+  in-memory batches through `epoch_feed` where it exists, else the `DataLoader`), on the device.
 * Trainer: `Trainer.fit` over that loader; images/s between the end of warm-up and the last step (logging every
   `--log-every` steps, no evaluation, no checkpoint inside the timed span).
 * Trainer + compile: the same with `TrainConfig(compile=True)`; its compilation happens in the warm-up steps.
@@ -37,46 +38,61 @@ def make_loader(ds, args, device):
                       num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
 
 
+CLOCK = time.perf_counter   # --clock cpu: time.process_time (this process's CPU seconds: robust to a shared machine)
+
+
+def feed(loader, device, epoch:int=0):
+    "One epoch of batches on `device`, fed as the Trainer feeds them (`epoch_feed` where it exists, else the loader)"
+    try: from fgr_core.train import epoch_batches, epoch_feed
+    except ImportError: return (to_device(b, device, non_blocking=True) for b in loader)
+    return (to_device(b, device, non_blocking=True) for b in epoch_feed(loader, epoch_batches(loader, 0, epoch), 0, epoch, device))
+
+
 def sync(device):
     if device.type == "cuda": torch.cuda.synchronize(device)
+
+
+def channels_last(args, device)->bool:
+    return device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "1"
 
 
 def raw_step(ds, loader, args, device)->float:
     "Images/s of fwd + bwd + AdamW over one epoch's batches, all already on the device"
     m = make_method(ds, args, device)
-    if args.channels_last: m.to(memory_format=torch.channels_last)
+    cl = channels_last(args, device)
+    if cl: m.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
-    batches = [to_device(b, device) for b in loader]   # cycling real batches (one repeated batch drives the loss
-    if args.channels_last:                             # to 0 and the CPU into slow denormal arithmetic)
+    batches = list(feed(loader, device))               # cycling real batches (one repeated batch drives the loss
+    if cl:                                             # to 0 and the CPU into slow denormal arithmetic)
         for b in batches: b["image"] = b["image"].contiguous(memory_format=torch.channels_last)
     def step(i):
         loss = m.training_step(batches[i % len(batches)])["loss"]
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     for i in range(args.warmup): step(i)
-    sync(device); t = time.perf_counter()
+    sync(device); t = CLOCK()
     for i in range(args.warmup, args.warmup + args.steps): step(i)
     sync(device)
-    return args.steps * args.batch / (time.perf_counter() - t)
+    return args.steps * args.batch / (CLOCK() - t)
 
 
 def loader_alone(ds, loader, args, device)->float:
     "Images/s of iterating the loader and moving each batch to the device"
-    n, t = 0, None
+    n, t, epoch = 0, None, 0
     while n < args.warmup + args.steps:
-        for b in loader:
-            b = to_device(b, device, non_blocking=True)
+        for b in feed(loader, device, epoch):
             n += 1
-            if n == args.warmup: sync(device); t = time.perf_counter()
+            if n == args.warmup: sync(device); t = CLOCK()
             if n == args.warmup + args.steps: break
+        epoch += 1
     sync(device)
-    return args.steps * args.batch / (time.perf_counter() - t)
+    return args.steps * args.batch / (CLOCK() - t)
 
 
 class _TimedTrainer(Trainer):
     "A Trainer that records the time after every step"
     def _train_step(self, batch):
         out = super()._train_step(batch)
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(CLOCK())
         return out
 
 
@@ -85,7 +101,7 @@ def trainer(ds, loader, args, device, compile:bool=False)->float|None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     if compile and "compile" not in fields: return None
     extra = {"compile": True} if compile else {}
-    if "channels_last" in fields: extra["channels_last"] = args.channels_last
+    if "channels_last" in fields: extra["channels_last"] = channels_last(args, device)
     epochs = -(-(args.warmup + args.steps + 1) // len(loader))
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(epochs=epochs, lr=1e-4, batch_size=args.batch, device=str(device), eval_every=0,
@@ -112,15 +128,21 @@ def main():
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--devices", default="auto", help="comma-separated, e.g. cpu,cuda; auto: cpu, and cuda when present")
-    ap.add_argument("--channels-last", type=int, default=1, help="1: channels_last conv inputs/weights in raw and Trainer")
+    ap.add_argument("--channels-last", default="auto", choices=["auto", "0", "1"],
+                    help="channels_last conv weights in the raw step and the Trainer; auto: on CUDA only (TrainConfig's default)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: count this process's CPU time (use with --threads 1 on a busy machine; not with workers or CUDA)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled Trainer (slow to compile on a CPU)")
     args = ap.parse_args()
+    if args.warmup < 1 or args.steps < 2: ap.error("--warmup must be >= 1 and --steps >= 2")
     torch.set_num_threads(args.threads)
+    global CLOCK
+    if args.clock == "cpu": CLOCK = time.process_time
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
     ds = GlyphsDataset("train", n_chars=args.chars, n_typefaces=args.typefaces, per_class=args.per_class, image_size=args.size)
     print(f"{args.backbone} (random init), norm_softmax, glyphs {args.size} px, {len(ds)} train images, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup}, {args.threads} CPU thread(s), {args.workers} worker(s), "
-          f"channels_last={bool(args.channels_last)}, torch {torch.__version__}")
+          f"channels_last={args.channels_last}, {args.clock} clock, torch {torch.__version__}")
     print(f"{'device':<8}{'what':<22}{'images/s':>10}{'/ raw':>8}")
     ratio = None
     for d in devices:
