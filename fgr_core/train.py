@@ -21,11 +21,11 @@ from .core import (Config, Registry, atomic_write, check_choice, check_range, ge
 
 # %% auto #0
 __all__ = ['METHODS', 'RUN_KEYS', 'TrainConfig', 'make_optimizer', 'LRFactor', 'make_scheduler', 'Method', 'to_device',
-           'resolve_amp', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'epoch_feed', 'dist_info', 'init_distributed',
-           'all_gather_cat', 'embed_dataset', 'NonFiniteLossError', 'Trainer', 'make_retrieval_eval', 'register_method',
-           'import_method_modules', 'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load',
-           'apply_overrides', 'load_run_config', 'make_train_loader', 'build_datasets', 'build_method', 'run_training',
-           'main']
+           'resolve_amp', 'fastest_autocast', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'epoch_feed', 'dist_info',
+           'init_distributed', 'all_gather_cat', 'embed_dataset', 'NonFiniteLossError', 'Trainer',
+           'make_retrieval_eval', 'register_method', 'import_method_modules', 'create_method', 'DataConfig',
+           'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides', 'load_run_config', 'make_train_loader',
+           'build_datasets', 'build_method', 'run_training', 'main']
 
 # %% ../nbs/09_train.ipynb #6f31b189
 @dataclasses.dataclass
@@ -39,7 +39,7 @@ class TrainConfig(Config):
     betas:tuple=(0.9, 0.999)      # Adam/AdamW betas
     batch_size:int=32             # global batch size (split over processes under DDP)
     device:str="auto"             # "auto", "cpu", "cuda", "cuda:N", "mps"
-    amp:str="auto"                # "auto" (bf16 if supported else fp16 on CUDA, off elsewhere), "bf16", "fp16", "off"
+    amp:str="auto"                # "auto" (CUDA: bf16 if it is faster, else off; off elsewhere), "bf16", "fp16", "off"
     grad_clip:float=0.0           # max gradient norm per optimizer; 0 = no clipping
     warmup_epochs:float=0.0       # linear warm-up length in epochs (ignored when warmup_steps > 0)
     warmup_steps:int=0            # linear warm-up length in steps
@@ -173,12 +173,34 @@ def resolve_amp(
     amp:str,              # "auto", "bf16", "fp16" or "off"
     device:torch.device,  # device the model runs on
 )->torch.dtype|None:      # autocast dtype, or None for full precision
-    "Autocast dtype for `amp` on `device`: auto -> bf16 (or fp16) on CUDA, off elsewhere; fp16 needs CUDA"
+    "Autocast dtype for `amp` on `device`: auto -> bf16 where supported on CUDA (the Trainer keeps it only if faster); fp16 needs CUDA"
     check_choice("amp", amp, ["auto", "bf16", "fp16", "off"])
     if amp == "off" or (amp == "auto" and device.type != "cuda"): return None
-    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if amp == "fp16" and device.type != "cuda": raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use 'bf16' or 'off'")
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+# %% ../nbs/09_train.ipynb #5d1e0a08
+def fastest_autocast(
+    fn:Callable,                         # fn() runs the work to time, e.g. a forward pass
+    device:torch.device,                 # where it runs (synchronised around each call on CUDA)
+    dtypes:tuple=(None, torch.bfloat16), # candidates; None = full precision
+    repeats:int=3,                       # timed calls per candidate, after one warm-up call
+)->torch.dtype|None:                     # the candidate with the smallest median time
+    "The autocast dtype (or None) under which `fn` runs fastest on `device`"
+    import time
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times = {}
+    for dt in dtypes:
+        ctx = (lambda: torch.autocast(device.type, dtype=dt)) if dt is not None else contextlib.nullcontext
+        with ctx(): fn()
+        ts = []
+        for _ in range(repeats):
+            sync(); t = time.perf_counter()
+            with ctx(): fn()
+            sync(); ts.append(time.perf_counter() - t)
+        times[dt] = sorted(ts)[len(ts) // 2]
+    return min(times, key=times.get)
 
 # %% ../nbs/09_train.ipynb #766e155b
 def epoch_seed(seed:int, epoch:int, salt:int=0)->int:
@@ -483,6 +505,7 @@ def _setup(self:Trainer):
     cl = self.device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
     if cl and any(isinstance(x, nn.Conv2d) for x in m.modules()): m.to(memory_format=torch.channels_last)
     self._step_fn = torch.compile(m.training_step) if cfg.compile else m.training_step
+    self._probe_amp = cfg.amp == "auto" and self.amp_dtype is not None   # keep auto's bf16 only if it is faster
     if self.world > 1:
         for t in list(m.parameters()) + list(m.buffers()): dist.broadcast(t.data, 0)
     self.optimizers = m.configure_optimizers()
@@ -498,6 +521,7 @@ def _setup(self:Trainer):
 def _train_step(self:Trainer, batch):
     "One iteration on `batch`: losses (queued on the device, see `read_losses`), optimisation (automatic or the method's own)"
     batch = to_device(batch, self.device, non_blocking=True)
+    if self._probe_amp: self._probe_amp, self.amp_dtype = False, self._faster_amp(batch)
     amp = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
     with amp: losses = self._step_fn(batch)
     if not isinstance(losses, dict) or "loss" not in losses:
@@ -506,6 +530,15 @@ def _train_step(self:Trainer, batch):
     if self.world > 1: dist.all_reduce(vals); vals /= self.world   # logged values: mean over processes
     self._queue_losses(list(losses), vals)                         # read together: the same verdict on every process
     if self.method.automatic_optimization: self.backward_step(losses["loss"], check_finite=False)
+
+def _faster_amp(self:Trainer, batch)->torch.dtype|None:
+    "`amp_dtype` or None, whichever computes the losses of `batch` faster, timed on a copy of the method (no grad, RNG untouched)"
+    if not self.method.automatic_optimization: return self.amp_dtype   # its training_step steps optimizers: not timed
+    import copy
+    m = copy.deepcopy(self.method)              # its memos, batch-norm statistics and the like stay the run's own
+    cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        return fastest_autocast(lambda: m.training_step(batch), self.device, (None, self.amp_dtype))
 
 def _evaluate(self:Trainer)->dict[str, float]:
     "Metrics of `eval_fn(method)` (eval mode, no gradients) as floats"
@@ -519,7 +552,7 @@ def _evaluate(self:Trainer)->dict[str, float]:
     if not isinstance(out, dict): raise ValueError(f"eval_fn must return a dict of metrics, got {type(out).__name__}")
     return {k: float(v) for k, v in out.items()}
 
-Trainer.setup, Trainer._train_step, Trainer.evaluate = _setup, _train_step, _evaluate
+Trainer.setup, Trainer._train_step, Trainer._faster_amp, Trainer.evaluate = _setup, _train_step, _faster_amp, _evaluate
 
 # %% ../nbs/09_train.ipynb #cf70c107
 def _fit(self:Trainer)->dict:

@@ -24,13 +24,13 @@ def glyphs(tmp_path_factory):
 def _per_item_collate(items): return default_collate(items)   # not `default_collate` itself: keeps the DataLoader path
 
 
-def _train(ds, out, collate_fn=None, device="cpu", **cfg):
+def _train(ds, out, collate_fn=None, device="cpu", trainer_cls=Trainer, **cfg):
     seed_everything(0)
     m = create_method("norm_softmax", num_classes=ds.num_classes, backbone="small_cnn", pretrained=False,
                       backbone_kwargs={"width": 8, "image_size": 32}, embedding_dim=8)
     kw = {"collate_fn": collate_fn} if collate_fn else {}
     loader = DataLoader(ds, batch_sampler=MPerClassSampler(ds.labels, 2, 6, torch.Generator().manual_seed(0)), **kw)
-    tr = Trainer(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, seed=1,
+    tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, seed=1,
                                         **{"eval_every": 0, "checkpoint_every_epochs": 0, **cfg}), out_dir=out)
     return tr, tr.fit()
 
@@ -110,3 +110,25 @@ def test_benchmark_runs_and_reports_the_ratio():
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("trainer/raw throughput ratio: ") and float(last.split(": ")[1]) > 0
+
+
+@cuda
+def test_cuda_amp_auto_keeps_bf16_only_if_faster(glyphs, tmp_path):
+    tr, h = _train(glyphs, tmp_path / "amp", device="cuda", amp="auto")
+    assert tr.amp_dtype in (None, torch.bfloat16) and not tr._probe_amp
+    assert all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in h["train"])
+
+
+class _Probed(Trainer):
+    "Forces the amp probe on a CPU (bf16 candidate), records its pick, then trains in fp32"
+    def setup(self):
+        super().setup(); self._probe_amp, self.amp_dtype = True, torch.bfloat16
+    def _faster_amp(self, batch):
+        self.picked = super()._faster_amp(batch)
+        return None
+
+
+def test_amp_probe_leaves_the_run_untouched(glyphs, tmp_path):
+    _, h_ref = _train(glyphs, tmp_path / "ref")
+    tr, h = _train(glyphs, tmp_path / "probe", trainer_cls=_Probed)
+    assert tr.picked in (None, torch.bfloat16) and h == h_ref
