@@ -34,8 +34,9 @@ def make_method(ds, args, device):
 
 
 def make_loader(ds, args, device):
-    return DataLoader(ds, batch_sampler=MPerClassSampler(ds.labels, args.m, args.batch, torch.Generator().manual_seed(0)),
-                      num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
+    sampler = MPerClassSampler(ds.labels, args.m, args.batch, torch.Generator().manual_seed(0))
+    return DataLoader(ds, batch_sampler=sampler, num_workers=args.workers, pin_memory=device.type == "cuda",
+                      persistent_workers=args.workers > 0)
 
 
 CLOCK = time.perf_counter   # --clock cpu: time.process_time (this process's CPU seconds: robust to a shared machine)
@@ -45,7 +46,8 @@ def feed(loader, device, epoch:int=0):
     "One epoch of batches on `device`, fed as the Trainer feeds them (`epoch_feed` where it exists, else the loader)"
     try: from fgr_core.train import epoch_batches, epoch_feed
     except ImportError: return (to_device(b, device, non_blocking=True) for b in loader)
-    return (to_device(b, device, non_blocking=True) for b in epoch_feed(loader, epoch_batches(loader, 0, epoch), 0, epoch, device))
+    batches = epoch_feed(loader, epoch_batches(loader, 0, epoch), 0, epoch, device)
+    return (to_device(b, device, non_blocking=True) for b in batches)
 
 
 def sync(device):
@@ -127,20 +129,23 @@ def main():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--devices", default="auto", help="comma-separated, e.g. cpu,cuda; auto: cpu, and cuda when present")
+    ap.add_argument("--devices", default="auto", help="comma-separated, e.g. cpu,cuda; auto: cpu, and cuda if present")
     ap.add_argument("--channels-last", default="auto", choices=["auto", "0", "1"],
-                    help="channels_last conv weights in the raw step and the Trainer; auto: on CUDA only (TrainConfig's default)")
+                    help="channels_last conv weights in the raw step and the Trainer; auto: CUDA only (the default)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                    help="cpu: count this process's CPU time (use with --threads 1 on a busy machine; not with workers or CUDA)")
+                    help="cpu: this process's CPU time (with --threads 1 on a busy machine; not with workers or CUDA)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled Trainer (slow to compile on a CPU)")
     args = ap.parse_args()
     if args.warmup < 1 or args.steps < 2: ap.error("--warmup must be >= 1 and --steps >= 2")
     torch.set_num_threads(args.threads)
     global CLOCK
     if args.clock == "cpu": CLOCK = time.process_time
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
-    ds = GlyphsDataset("train", n_chars=args.chars, n_typefaces=args.typefaces, per_class=args.per_class, image_size=args.size)
-    print(f"{args.backbone} (random init), norm_softmax, glyphs {args.size} px, {len(ds)} train images, batch {args.batch}, "
+    auto = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices.split(",") if args.devices != "auto" else auto
+    ds = GlyphsDataset("train", n_chars=args.chars, n_typefaces=args.typefaces, per_class=args.per_class,
+                       image_size=args.size)
+    print(f"{args.backbone} (random init), norm_softmax, glyphs {args.size} px, {len(ds)} train images, "
+          f"batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup}, {args.threads} CPU thread(s), {args.workers} worker(s), "
           f"channels_last={args.channels_last}, {args.clock} clock, torch {torch.__version__}")
     print(f"{'device':<8}{'what':<22}{'images/s':>10}{'/ raw':>8}")

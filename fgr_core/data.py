@@ -349,18 +349,22 @@ def _glyph_class(job:tuple)->tuple:
     pairs = colour_pairs(); names = list(GLYPH_PALETTE); rgb = np.array(list(GLYPH_PALETTE.values()), np.float32)
     big = render_glyph(tf, ch, 2 * S)
     canon = np.asarray(Image.fromarray(big).reduce(2))
-    rng = np.random.default_rng([seed, _TYPEFACE_INDEX[tf], ord(ch)])                 # per class: any order gives the same bytes
+    rng = np.random.default_rng([seed, _TYPEFACE_INDEX[tf], ord(ch)])   # per class: same bytes in any order
     P = np.stack([rng.uniform(-30, 30, per_class), rng.uniform(0.7, 1.05, per_class), rng.uniform(-0.1, 0.1, per_class),
                   rng.uniform(-0.1, 0.1, per_class), rng.uniform(-0.3, 0.3, per_class)], 1)   # (n, 5) poses
-    fb = np.array([(names.index(f), names.index(b)) for f, b in (pairs[i] for i in rng.integers(len(pairs), size=per_class))])
+    fb = np.array([(names.index(f), names.index(b))
+                   for f, b in (pairs[i] for i in rng.integers(len(pairs), size=per_class))])          # (n, 2) fg, bg
     noisy, amount = rng.random(per_class) < 0.5, rng.uniform(0.3, 1.0, per_class)
     tmpl = rng.integers(len(_CAPTION_TEMPLATES), size=per_class)
     half = np.diag([.5, .5, 1.])                                                       # 2x-size pixels -> output pixels
-    a = np.stack([apply_pose(big, half @ pose_matrix(2 * S, *p), (S, S)) for p in P]).astype(np.float32)[..., None] / 255
+    a = np.stack([apply_pose(big, half @ pose_matrix(2 * S, *p), (S, S)) for p in P]).astype(np.float32)[..., None]
+    a = a / 255                                                                        # (n, S, S, 1) ink alpha
     img = rgb[fb[:, 1]][:, None, None] * (1 - a) + rgb[fb[:, 0]][:, None, None] * a   # (n, S, S, 3) alpha blend
-    img[noisy] += rng.standard_normal((int(noisy.sum()), S, S, 3), dtype=np.float32) * (10 * amount[noisy, None, None, None])  # noise, sigma <= 10
+    noise = rng.standard_normal((int(noisy.sum()), S, S, 3), dtype=np.float32)
+    img[noisy] += noise * (10 * amount[noisy, None, None, None])                       # noise, sigma <= 10
     img = np.clip(img, 0, 255).astype(np.uint8)
-    for j in np.nonzero(~noisy)[0]: img[j] = np.asarray(Image.fromarray(img[j]).filter(ImageFilter.GaussianBlur(float(amount[j]))))
+    for j in np.nonzero(~noisy)[0]:
+        img[j] = np.asarray(Image.fromarray(img[j]).filter(ImageFilter.GaussianBlur(float(amount[j]))))   # or blur
     return canon, img, P, np.stack([fb[:, 0], fb[:, 1], ~noisy, amount, tmpl], 1)
 
 def _cores()->int:
@@ -374,14 +378,16 @@ def generate_glyphs(
     seed:int=0,                # seed of the NumPy generators
     workers:int|None=None,     # processes rendering classes in parallel; None: one per available core, 1: this process
 )->dict:                       # arrays: images (N, S, S, 3) uint8, class_id (N,), pose (N, 5), fg, bg, degrade, template (N,), canonical (C, S, S) uint8 ink masks
-    "Render the glyph dataset for a recipe; class `k = char_index * len(typefaces) + typeface_index`; the same bytes for any `workers`"
+    "Render the glyph dataset for a recipe; class `k = char_index * len(typefaces) + typeface_index`, any `workers`"
     jobs = [(ch, tf, per_class, image_size, seed) for ch in chars for tf in typefaces]
     workers = min(len(jobs), _cores() if workers is None else workers)
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers) as ex: parts = list(ex.map(_glyph_class, jobs, chunksize=-(-len(jobs) // (4 * workers))))
+        with ProcessPoolExecutor(workers) as ex:
+            parts = list(ex.map(_glyph_class, jobs, chunksize=-(-len(jobs) // (4 * workers))))
     else: parts = [_glyph_class(j) for j in jobs]
-    canon, images, pose, meta = (np.concatenate([p[i] for p in parts]) if i else np.stack([p[0] for p in parts]) for i in range(4))
+    canon = np.stack([p[0] for p in parts])                                            # (C, S, S)
+    images, pose, meta = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))    # (N, ...) in class order
     return {"images": images, "class_id": np.repeat(np.arange(len(jobs)), per_class), "pose": pose.astype(np.float32),
             "fg": meta[:, 0].astype(np.int8), "bg": meta[:, 1].astype(np.int8), "degrade": meta[:, 2].astype(np.int8),
             "degrade_amount": meta[:, 3].astype(np.float32), "template": meta[:, 4].astype(np.int8), "canonical": canon}
@@ -586,7 +592,8 @@ _PER_IMAGE_STEPS = (T.ToImage, T.ToDtype, T.Normalize, T.Resize, T.CenterCrop)  
 def batchable(self:ImageDataset)->bool:
     "Whether `get_batch` can build whole batches: in-memory images and a transform of deterministic per-image steps"
     tf = self.transform
-    return self._is_array and all(type(s) in _PER_IMAGE_STEPS for s in (tf.transforms if isinstance(tf, T.Compose) else [tf]))
+    steps = tf.transforms if isinstance(tf, T.Compose) else [tf]
+    return self._is_array and all(type(s) in _PER_IMAGE_STEPS for s in steps)
 
 # %% ../nbs/01_data.ipynb #5d1e0b04
 @patch
@@ -595,17 +602,20 @@ def get_batch(self:ImageDataset,
     device:torch.device|str="cpu", # where the images are converted (and every tensor of the batch lives)
 )->dict:                           # `default_collate([self[i] for i in indices])`, on `device`
     "Batch `indices` at once: one uint8 gather, one copy to `device`, the transform on the device over the batch"
-    if not self.batchable: raise ValueError(f"{type(self).__name__}.get_batch needs in-memory images and a transform of "
-                                            f"{', '.join(t.__name__ for t in _PER_IMAGE_STEPS)} steps only; got {self.transform}")
+    if not self.batchable:
+        raise ValueError(f"{type(self).__name__}.get_batch needs in-memory images and a transform of "
+                         f"{', '.join(t.__name__ for t in _PER_IMAGE_STEPS)} steps only; got {self.transform}")
     device, idx = torch.device(device), torch.as_tensor(indices, dtype=torch.long)
     x = torch.from_numpy(self.images)[idx]                                       # (B, H, W, 3) uint8
     if device.type == "cuda": x = x.pin_memory()
-    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()         # (B, 3, H, W) uint8 on the device, NCHW
-    out = {"image": self.transform(x).as_subclass(torch.Tensor), "label": self.labels[idx].to(device), "index": idx.to(device)}
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()         # (B, 3, H, W) uint8 on the device
+    out = {"image": self.transform(x).as_subclass(torch.Tensor),                 # (B, 3, H', W') float, NCHW
+           "label": self.labels[idx].to(device), "index": idx.to(device)}
     if self.texts is not None: out["text"] = [self.texts[i] for i in idx.tolist()]
     if self.views is not None: out["view"] = [self.views[i] for i in idx.tolist()]
     if self.attributes is not None:
-        if "_attribute_columns" not in self.__dict__: self._attribute_columns = torch.utils.data.default_collate(list(self.attributes))
+        if "_attribute_columns" not in self.__dict__:                            # collated once: dict of (N,) columns
+            self._attribute_columns = torch.utils.data.default_collate(list(self.attributes))
         out["attributes"] = {k: v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx.tolist()]
                              for k, v in self._attribute_columns.items()}
     return out

@@ -73,7 +73,8 @@ class TrainConfig(Config):
         check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
         for f in ("eval_every", "checkpoint_every_epochs", "checkpoint_every_steps", "seed", "num_workers"): check_range(f, getattr(self, f), 0)
         check_range("log_every", self.log_every, 1)
-        if self.channels_last not in (True, False, "auto"): raise ValueError(f"channels_last: expected True, False or 'auto', got {self.channels_last!r}")
+        if self.channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last: expected True, False or 'auto', got {self.channels_last!r}")
         if not isinstance(self.device, str) or not self.device: raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
 
 # %% ../nbs/09_train.ipynb #166691ef
@@ -173,7 +174,7 @@ def resolve_amp(
     amp:str,              # "auto", "bf16", "fp16" or "off"
     device:torch.device,  # device the model runs on
 )->torch.dtype|None:      # autocast dtype, or None for full precision
-    "Autocast dtype for `amp` on `device`: auto -> bf16 where supported on CUDA (the Trainer keeps it only if faster); fp16 needs CUDA"
+    "Autocast dtype for `amp` on `device`: auto -> bf16 on CUDA if supported (kept if faster), else off; fp16: CUDA"
     check_choice("amp", amp, ["auto", "bf16", "fp16", "off"])
     if amp == "off" or (amp == "auto" and device.type != "cuda"): return None
     if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
@@ -246,7 +247,8 @@ def epoch_feed(
 ):                        # iterable of collated batches
     "The epoch's batches: whole from a `batchable` in-memory dataset's `get_batch`, else through `epoch_loader`"
     ds = loader.dataset
-    if getattr(ds, "batchable", False) and loader.num_workers == 0 and loader.collate_fn is torch.utils.data.default_collate:
+    default_collate = loader.collate_fn is torch.utils.data.default_collate
+    if getattr(ds, "batchable", False) and loader.num_workers == 0 and default_collate:
         return (ds.get_batch(b, device) for b in batches)
     return epoch_loader(loader, batches, seed, epoch)
 
@@ -386,7 +388,8 @@ def _check_finite(self:Trainer, losses:dict, step:int|None=None):
         if not torch.isfinite(v.detach()).all():
             good = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written yet"
             step = self.global_step if step is None else step
-            raise NonFiniteLossError(f"non-finite loss at step {step} (epoch {self.epoch}): term {k!r} = {v.detach().float().cpu().tolist()}; stopping ({good})")
+            raise NonFiniteLossError(f"non-finite loss at step {step} (epoch {self.epoch}): term {k!r} = "
+                                     f"{v.detach().float().cpu().tolist()}; stopping ({good})")
 
 Trainer.backward_step, Trainer._check_finite = _backward_step, _check_finite
 
@@ -519,7 +522,7 @@ def _setup(self:Trainer):
     self._open_log(state["log_rows"] if state else None)
 
 def _train_step(self:Trainer, batch):
-    "One iteration on `batch`: losses (queued on the device, see `read_losses`), optimisation (automatic or the method's own)"
+    "One iteration on `batch`: losses (queued on the device, see `read_losses`), optimisation"
     batch = to_device(batch, self.device, non_blocking=True)
     if self._probe_amp: self._probe_amp, self.amp_dtype = False, self._faster_amp(batch)
     amp = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
@@ -532,11 +535,12 @@ def _train_step(self:Trainer, batch):
     if self.method.automatic_optimization: self.backward_step(losses["loss"], check_finite=False)
 
 def _faster_amp(self:Trainer, batch)->torch.dtype|None:
-    "`amp_dtype` or None, whichever computes the losses of `batch` faster, timed on a copy of the method (no grad, RNG untouched)"
+    "`amp_dtype` or None, whichever computes the losses of `batch` faster, on a copy of the method (no grad)"
     if not self.method.automatic_optimization: return self.amp_dtype   # its training_step steps optimizers: not timed
     import copy
     m = copy.deepcopy(self.method)              # its memos, batch-norm statistics and the like stay the run's own
-    cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
+    dev = self.device
+    cuda = [] if dev.type != "cuda" else [torch.cuda.current_device() if dev.index is None else dev.index]   # RNGs kept
     with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         return fastest_autocast(lambda: m.training_step(batch), self.device, (None, self.amp_dtype))
 

@@ -18,7 +18,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @pytest.fixture(scope="module")
 def glyphs(tmp_path_factory):
-    return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32, cache_dir=tmp_path_factory.mktemp("g"))
+    return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32,
+                         cache_dir=tmp_path_factory.mktemp("g"))
 
 
 def _per_item_collate(items): return default_collate(items)   # not `default_collate` itself: keeps the DataLoader path
@@ -56,7 +57,8 @@ def _nan_at_step(method, step):
     inner = method.training_step
     def training_step(batch):
         out = inner(batch)
-        if method.trainer.global_step == step: out["bad"] = out["loss"] * float("nan"); out["loss"] = out["loss"] + out["bad"]
+        if method.trainer.global_step == step:
+            out["bad"] = out["loss"] * float("nan"); out["loss"] = out["loss"] + out["bad"]
         return out
     method.training_step = training_step
     return method
@@ -65,13 +67,16 @@ def _nan_at_step(method, step):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 def test_nan_names_step_and_term(glyphs, tmp_path, device):
     seed_everything(0)
-    m = _nan_at_step(create_method("norm_softmax", num_classes=glyphs.num_classes, backbone="small_cnn", pretrained=False,
-                                   backbone_kwargs={"width": 8, "image_size": 32}, embedding_dim=8), 4)
+    m = _nan_at_step(create_method("norm_softmax", num_classes=glyphs.num_classes, backbone="small_cnn",
+                                   pretrained=False, backbone_kwargs={"width": 8, "image_size": 32},
+                                   embedding_dim=8), 4)
     loader = DataLoader(glyphs, batch_size=6, shuffle=True)   # 24 images: 4 steps per epoch, step 4 opens epoch 1
-    tr = Trainer(m, loader, TrainConfig(epochs=3, log_every=5, checkpoint_every_steps=3, progress=False, device=device), out_dir=tmp_path)
+    cfg = TrainConfig(epochs=3, log_every=5, checkpoint_every_steps=3, progress=False, device=device)
+    tr = Trainer(m, loader, cfg, out_dir=tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 4 \(epoch 1\): term 'loss'"): tr.fit()
     ck = load_checkpoint(tr.checkpoint_path)
-    assert ck["global_step"] == 4 and all(torch.isfinite(v).all() for v in ck["method"].values() if v.is_floating_point())
+    assert ck["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ck["method"].values() if v.is_floating_point())
 
 
 @cuda
@@ -103,9 +108,10 @@ def test_cuda_compile(glyphs, tmp_path):
 @pytest.mark.slow
 def test_benchmark_runs_and_reports_the_ratio():
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_train_throughput.py"), "--backbone", "small_cnn",
-                        "--size", "32", "--batch", "8", "--chars", "4", "--typefaces", "2", "--per-class", "4",
-                        "--steps", "3", "--warmup", "1", "--no-compile", "--devices", "cpu", "--threads", "1"],
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_train_throughput.py"),
+                        "--backbone", "small_cnn", "--size", "32", "--batch", "8", "--chars", "4", "--typefaces", "2",
+                        "--per-class", "4", "--steps", "3", "--warmup", "1", "--no-compile",
+                        "--devices", "cpu", "--threads", "1"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]
