@@ -506,7 +506,8 @@ def _setup(self:Trainer):
     if resume is None: seed_everything(cfg.seed, cfg.deterministic)
     m.to(self.device)
     cl = self.device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
-    if cl and any(isinstance(x, nn.Conv2d) for x in m.modules()): m.to(memory_format=torch.channels_last)
+    self._channels_last = cl and any(isinstance(x, nn.Conv2d) for x in m.modules())
+    if self._channels_last: m.to(memory_format=torch.channels_last)    # conv weights NHWC (batches' images follow)
     self._step_fn = torch.compile(m.training_step) if cfg.compile else m.training_step
     self._probe_amp = cfg.amp == "auto" and self.amp_dtype is not None   # keep auto's bf16 only if it is faster
     if self.world > 1:
@@ -524,6 +525,9 @@ def _setup(self:Trainer):
 def _train_step(self:Trainer, batch):
     "One iteration on `batch`: losses (queued on the device, see `read_losses`), optimisation"
     batch = to_device(batch, self.device, non_blocking=True)
+    if self._channels_last and isinstance(batch, dict):                # (B, C, H, W) image tensors to NHWC as well
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, Tensor) and v.ndim == 4 else v
+                 for k, v in batch.items()}
     if self._probe_amp: self._probe_amp, self.amp_dtype = False, self._faster_amp(batch)
     amp = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
     with amp: losses = self._step_fn(batch)

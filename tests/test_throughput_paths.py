@@ -71,7 +71,7 @@ def test_nan_names_step_and_term(glyphs, tmp_path, device):
                                    pretrained=False, backbone_kwargs={"width": 8, "image_size": 32},
                                    embedding_dim=8), 4)
     loader = DataLoader(glyphs, batch_size=6, shuffle=True)   # 24 images: 4 steps per epoch, step 4 opens epoch 1
-    cfg = TrainConfig(epochs=3, log_every=5, checkpoint_every_steps=3, progress=False, device=device)
+    cfg = TrainConfig(epochs=3, log_every=5, checkpoint_every_steps=3, progress=False, device=device, amp="off")
     tr = Trainer(m, loader, cfg, out_dir=tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 4 \(epoch 1\): term 'loss'"): tr.fit()
     ck = load_checkpoint(tr.checkpoint_path)
@@ -90,7 +90,7 @@ def test_get_batch_on_cuda_matches_cpu(glyphs):
 
 @cuda
 def test_cuda_trainer_channels_last_deferred_reads(glyphs, tmp_path):
-    tr, h = _train(glyphs, tmp_path / "gpu", device="cuda")   # channels_last "auto" is on for CUDA
+    tr, h = _train(glyphs, tmp_path / "gpu", device="cuda", amp="off")   # channels_last "auto" is on for CUDA
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in tr.method.parameters() if p.ndim == 4)
     assert tr._pending == [] and all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in h["train"])
     _, h_cpu = _train(glyphs, tmp_path / "cpu")
@@ -100,8 +100,8 @@ def test_cuda_trainer_channels_last_deferred_reads(glyphs, tmp_path):
 @cuda
 @pytest.mark.slow
 def test_cuda_compile(glyphs, tmp_path):
-    _, h = _train(glyphs, tmp_path / "compiled", device="cuda", compile=True)
-    _, h_eager = _train(glyphs, tmp_path / "eager", device="cuda")
+    _, h = _train(glyphs, tmp_path / "compiled", device="cuda", compile=True, amp="off")
+    _, h_eager = _train(glyphs, tmp_path / "eager", device="cuda", amp="off")
     assert h["train"][0]["loss"] == pytest.approx(h_eager["train"][0]["loss"], rel=1e-2)
 
 
