@@ -223,6 +223,9 @@ def embed(self:DMCAC, batch:dict)->Tensor:
     "(B, F) retrieval embeddings of `batch['image']`"
     return self.encode(batch["image"])
 
+# %% ../nbs/12_dmcac.ipynb #3b54668c
+from .train import broadcast_buffers, embed_dataset, step_generator
+
 # %% ../nbs/12_dmcac.ipynb #5d39fd66
 @patch
 def set_database(self:DMCAC,
@@ -238,10 +241,10 @@ def set_database(self:DMCAC,
 def refresh_database(self:DMCAC, epoch:int|None=None):
     "Embed the database with the current encoder (eval mode, no grad) and rebuild its index (Eq. 3-4 of DMCAC)"
     if self.database_loader is None: raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the training database D_D")
-    dev, was = next(self.parameters()).device, self.training
-    self.eval()
-    try: self.database.refresh(lambda b: self.encode(b["image"].to(dev)), self.database_loader, epoch=epoch)
-    finally: self.train(was)
+    dev = next(self.parameters()).device
+    broadcast_buffers(self)                               # DDP: every process embeds with process 0's BatchNorm stats
+    Z, y = embed_dataset(self, self.database_loader)      # eval mode, no grad; DDP: sharded over processes, gathered
+    self.database.refresh(lambda b: b["z"], [{"z": Z, "label": y, "index": torch.arange(len(Z))}], epoch=epoch)
     if self.retrieval == "approximate" and self.k > len(self.database):
         raise ValueError(f"k={self.k} exceeds the database size {len(self.database)}; lower k or enlarge the database")
     self._Z_D, self._refresh_due = self.database.embeddings.to(dev), False
@@ -268,14 +271,17 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     "Named losses of one batch of queries: frob (Eq. 13), ce (Eq. 15), cac (Eq. 19) and their weighted sum (Eq. 20)"
     x, y = batch["image"], torch.as_tensor(batch["label"]).long().to(batch["image"].device)
     if x.ndim != 4: raise ValueError(f"batch['image']: expected (B, 3, H, W), got {tuple(x.shape)}")
+    if (self.betas[0] or self.betas[2]) and (self._refresh_due or self._Z_D is None):  # first: under DDP every
+        self.refresh_database(getattr(self.trainer, "epoch", None))                     # process joins the refresh
     if self._query_mask is not None:                                  # loader over the whole training set: keep D_Q items
         keep = self._query_mask[torch.as_tensor(batch["index"]).long().cpu()].to(x.device)
+        only_db = not bool(keep.any())                                # only database items: a connected zero, computed
+        if only_db: keep[0] = True                                    # on one (same terms and collectives under DDP)
         x, y = x[keep], y[keep]
-        if len(x) == 0: return {"loss": sum(p.sum() * 0 for p in self.parameters())}   # only database items: a connected zero
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes): raise ValueError(f"labels: expected values in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
     step = self.trainer.global_step if self.trainer is not None else self._steps
     self._steps += 1
-    gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+    gen = step_generator(self.seed, step)                              # distinct per DDP process
     views = self.views_fn(x, self.A, gen)                             # X_A, (B, A, 3, H, W)
     B = x.shape[0]
     Z_A = self.encode(views.flatten(0, 1)).view(B, self.A, -1)          # Eq. 5, (B, A, F)
@@ -288,6 +294,9 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     s = self.logit_scale
     if b_ce: terms["ce"] = view_ce_loss(s * self.view_classifier(Z_A), y)            # Eq. 14-15
     if b_cac: terms["cac"] = view_ce_loss(s * self.cac(Z_A, Z, mask)[0], y)          # Eq. 16-19
+    if self._query_mask is not None and only_db:
+        zero = sum(p.sum() * 0 for p in self.parameters())
+        return {"loss": zero + dmcac_total_loss(terms, self.betas) * 0, **{k: v * 0 for k, v in terms.items()}}
     return {"loss": dmcac_total_loss(terms, self.betas), **terms}
 
 # %% ../nbs/12_dmcac.ipynb #753b810b

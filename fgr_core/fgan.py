@@ -384,10 +384,13 @@ class FGAN(Method):
             return r.transpose(1, 2).reshape(r.shape[0], r.shape[2], s, -1)
         return f
 
+# %% ../nbs/14_fgan.ipynb #a499f2f1
+from .train import step_generator
+
 # %% ../nbs/14_fgan.ipynb #975742cf
 def _gen(self:FGAN)->torch.Generator:
     step = self.trainer.global_step if self.trainer is not None else self._steps
-    return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+    return step_generator(self.config.seed, step)   # distinct per DDP process; process 0 = a single process
 
 @patch
 def encode_images(self:FGAN, images:Tensor, generator:torch.Generator|None=None)->dict: # FGE outputs, x (B, d_x), log_g (B, 1000), ...

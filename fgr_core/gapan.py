@@ -154,6 +154,9 @@ class ProxyAnchor(EmbeddingModel):
     def training_step(self, batch:dict)->dict[str, Tensor]:
         return {"loss": self.loss_fn(self.embed(batch), batch["label"])}
 
+# %% ../nbs/10_gapan.ipynb #177bac49
+from .train import all_gather_cat
+
 # %% ../nbs/10_gapan.ipynb #d2af0503
 @register_method(name="gapan")
 class GAPan(EmbeddingModel):
@@ -191,6 +194,6 @@ class GAPan(EmbeddingModel):
         y = batch["label"]
         f = self.features(batch)                                                     # (B, d)
         l_nll = self.flow.nll(f if self.nll_to_backbone else f.detach(), y)          # G1, nats per dim
-        a, ya = self.anchors(torch.unique(y))                                        # G2
+        a, ya = self.anchors(torch.unique(all_gather_cat(y)))                        # G2, classes of the global batch
         l_align = prior_alignment_loss(F.normalize(f, dim=-1), y, a, ya, self.align_temperature, self.positives)  # G3
         return {"loss": l_align + self.lambda_nll * l_nll, "align": l_align, "nll": l_nll}  # G4

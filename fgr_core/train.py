@@ -22,7 +22,8 @@ from .core import (Config, Registry, atomic_write, check_choice, check_range, ge
 # %% auto #0
 __all__ = ['METHODS', 'RUN_KEYS', 'TrainConfig', 'make_optimizer', 'LRFactor', 'make_scheduler', 'Method', 'to_device',
            'resolve_amp', 'fastest_autocast', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'epoch_feed', 'dist_info',
-           'init_distributed', 'all_gather_cat', 'embed_dataset', 'NonFiniteLossError', 'Trainer',
+           'init_distributed', 'all_gather_cat', 'broadcast_buffers', 'step_generator', 'GlooSyncBatchNorm',
+           'convert_sync_batchnorm', 'gather_actnorm_init', 'embed_dataset', 'NonFiniteLossError', 'Trainer',
            'make_retrieval_eval', 'register_method', 'import_method_modules', 'create_method', 'DataConfig',
            'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides', 'load_run_config', 'make_train_loader',
            'build_datasets', 'build_method', 'run_training', 'main']
@@ -58,6 +59,7 @@ class TrainConfig(Config):
     out_dir:str="runs/fgr"        # logs, checkpoints and results
     num_workers:int=0             # DataLoader workers (CLI-built loaders)
     progress:bool=True            # tqdm progress bars
+    sync_bn:bool=False            # under DDP, BatchNorm layers use the statistics of the global batch (SyncBatchNorm)
     compile:bool=False            # torch.compile the method's `training_step` (pays on CUDA; see "Throughput")
     channels_last:bool|str="auto" # channels_last weights for conv models: "auto" = on CUDA only (CPU numbers unchanged)
 
@@ -277,6 +279,67 @@ def all_gather_cat(x:Tensor)->Tensor:
     dist.all_gather(parts, torch.cat([x, pad]))
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
 
+# %% ../nbs/09_train.ipynb #85b4038d
+def broadcast_buffers(module:nn.Module):
+    "Copy process 0's buffers of `module` (e.g. BatchNorm running statistics) to every process; no-op without DDP"
+    if dist_info()[1] > 1:
+        for b in module.buffers(): dist.broadcast(b.data, 0)
+
+# %% ../nbs/09_train.ipynb #6960f816
+def step_generator(
+    seed:int,   # the method's noise seed
+    step:int,   # training step
+)->torch.Generator: # CPU generator
+    "Generator of a method's noise at `step`: seeded by (`seed`, `step`), and by the DDP rank on processes 1, 2, ..."
+    rank = dist_info()[0]
+    return torch.Generator().manual_seed(seed * 1_000_003 + step if rank == 0 else epoch_seed(seed, step, rank))
+
+# %% ../nbs/09_train.ipynb #cc7dbb8e
+class GlooSyncBatchNorm(nn.SyncBatchNorm):
+    "torch's `SyncBatchNorm` that also trains on CPU processes (gloo): statistics of the global batch"
+    def forward(self, x:Tensor)->Tensor: # (B, C, ...) -> same
+        if not (self.training and x.device.type == "cpu" and dist_info()[1] > 1): return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce                  # differentiable all-reduce
+        dims, shape = [0, *range(2, x.ndim)], (1, -1) + (1,) * (x.ndim - 2)
+        n = torch.tensor(float(x.numel() // x.shape[1])); dist.all_reduce(n)    # items per channel, all processes
+        with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
+            warnings.simplefilter("ignore", FutureWarning)
+            mean = all_reduce(x.sum(dims)) / n                                  # (C,) global mean
+            var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n      # (C,) global biased variance
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean, f); self.running_var.lerp_(var * n / (n - 1).clamp(min=1), f)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+# %% ../nbs/09_train.ipynb #a7536372
+def convert_sync_batchnorm(
+    module:nn.Module, # converted in place (its BatchNorm children are replaced)
+)->nn.Module:         # `module`, or its replacement when it is a BatchNorm layer itself
+    "Replace every BatchNorm layer (and timm's BatchNormAct2d) by `GlooSyncBatchNorm`, sharing parameters and buffers"
+    from timm.layers import convert_sync_batchnorm as timm_convert   # torch's converter drops timm's activations
+    module = timm_convert(module)
+    for m in module.modules():
+        if not isinstance(m, nn.SyncBatchNorm) or isinstance(m, GlooSyncBatchNorm): continue
+        cls = type(m)                                                # timm's SyncBatchNormAct: the CPU path mixed in
+        m.__class__ = GlooSyncBatchNorm if cls is nn.SyncBatchNorm else type(cls.__name__, (cls, GlooSyncBatchNorm), {})
+    return module
+
+# %% ../nbs/09_train.ipynb #285ea4da
+def gather_actnorm_init(
+    module:nn.Module, # every nflows `ActNorm` inside gets a forward pre-hook
+)->nn.Module:         # `module`
+    "Make nflows `ActNorm` layers initialise from the all-gathered global batch (the same on every DDP process)"
+    from nflows.transforms import ActNorm
+    def hook(layer, args):
+        if layer.training and not layer.initialized: layer._initialize(all_gather_cat(args[0].detach()))
+    for m in module.modules():
+        if isinstance(m, ActNorm) and not getattr(m, "_gathers_init", False):
+            m.register_forward_pre_hook(hook); m._gathers_init = True
+    return module
+
 # %% ../nbs/09_train.ipynb #f5e02bda
 def embed_dataset(
     method:Method,                 # provides `embed(batch) -> (B, D)`
@@ -375,11 +438,14 @@ def _backward_step(self:Trainer,
     return loss.detach()
 
 def _all_reduce_grads(params:list, world:int):
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads: return
-    flat = torch.cat([g.reshape(-1) for g in grads]); dist.all_reduce(flat); flat /= world
+    "Average gradients over processes; a missing gradient counts as 0 (None when missing on every process)"
+    if not params: return
+    has = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params] + [has])
+    dist.all_reduce(flat)
     i = 0
-    for g in grads: g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()
+    for p, h in zip(params, flat[-len(params):].tolist()):
+        p.grad = flat[i:i + p.numel()].view_as(p) / world if h else None; i += p.numel()
 
 def _check_finite(self:Trainer, losses:dict, step:int|None=None):
     "Raise `NonFiniteLossError` naming `step` (default: the current one) and the first non-finite term of `losses`"
@@ -448,11 +514,21 @@ Trainer._open_log, Trainer.log_values, Trainer._close_log = _open_log, _log_valu
 
 # %% ../nbs/09_train.ipynb #fb081f84
 def _rng_state()->dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    "The global RNG states (Python, NumPy, torch, CUDA) as tensors, numbers and lists, which the safe loader reads back"
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 def _set_rng_state(s:dict):
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    "Restore the global RNG states saved by `_rng_state`"
+    version, internal, gauss = s["python"]; random.setstate((version, tuple(internal), gauss))
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 def _state(self:Trainer)->dict:
@@ -509,8 +585,10 @@ def _setup(self:Trainer):
     self._channels_last = cl and any(isinstance(x, nn.Conv2d) for x in m.modules())
     if self._channels_last: m.to(memory_format=torch.channels_last)    # conv weights NHWC (batches' images follow)
     self._step_fn = torch.compile(m.training_step) if cfg.compile else m.training_step
-    self._probe_amp = cfg.amp == "auto" and self.amp_dtype is not None   # keep auto's bf16 only if it is faster
+    self._probe_amp = cfg.amp == "auto" and self.amp_dtype is not None and self.world == 1  # bf16 kept only if faster
     if self.world > 1:
+        if cfg.sync_bn: convert_sync_batchnorm(m)
+        gather_actnorm_init(m)
         for t in list(m.parameters()) + list(m.buffers()): dist.broadcast(t.data, 0)
     self.optimizers = m.configure_optimizers()
     if not isinstance(self.optimizers, dict) or not self.optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in self.optimizers.values()):
@@ -551,8 +629,7 @@ def _faster_amp(self:Trainer, batch)->torch.dtype|None:
 def _evaluate(self:Trainer)->dict[str, float]:
     "Metrics of `eval_fn(method)` (eval mode, no gradients) as floats"
     if self.eval_fn is None: return {}
-    if self.world > 1:
-        for b in self.method.buffers(): dist.broadcast(b.data, 0)
+    broadcast_buffers(self.method)
     was = self.method.training; self.method.eval()
     try:
         with torch.no_grad(): out = self.eval_fn(self.method)
@@ -622,7 +699,10 @@ def make_retrieval_eval(
         if ev is None: from fgr_core.metrics import evaluate_retrieval as ev
         q, ql = embed_dataset(method, query_loader)
         g, gl = embed_dataset(method, gallery_loader) if gallery_loader is not None else (None, None)
-        return ev(q, ql, g, gl, ks=tuple(ks), metrics=tuple(metrics), exclude_self=exclude_self)
+        rank, world = dist_info()                    # under DDP: metrics once, on process 0, then shared
+        out = [ev(q, ql, g, gl, ks=tuple(ks), metrics=tuple(metrics), exclude_self=exclude_self) if rank == 0 else None]
+        if world > 1: dist.broadcast_object_list(out, 0)
+        return out[0]
     return eval_fn
 
 # %% ../nbs/09_train.ipynb #452f8ec3
@@ -767,9 +847,9 @@ def make_train_loader(
     collate_fn = collate_fn or getattr(dataset, "collate_fn", None)
     kw = dict(num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda")
     if sampler == "m_per_class":
-        if world > 1: raise ValueError("sampler 'm_per_class' is single-process only; use sampler 'random' under DDP")
-        from fgr_core.data import MPerClassSampler
-        return DataLoader(dataset, batch_sampler=MPerClassSampler(dataset.labels, m, config.batch_size), **kw)
+        from fgr_core.data import DistributedMPerClassSampler   # this process's slice of each global batch
+        bs = DistributedMPerClassSampler(dataset.labels, m, config.batch_size, world, rank)
+        return DataLoader(dataset, batch_sampler=bs, **kw)
     check_choice("sampler", sampler, ["random", "m_per_class"])
     if config.batch_size % world: raise ValueError(f"train.batch_size={config.batch_size} must be divisible by the number of processes ({world})")
     if len(dataset) < config.batch_size: raise ValueError(f"train.batch_size={config.batch_size} is larger than the training set ({len(dataset)} items)")
