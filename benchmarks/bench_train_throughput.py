@@ -1,7 +1,7 @@
 """Benchmark: training throughput (images/s) of the raw model step, the loader alone, the `Trainer` and the
 `Trainer` with `compile=True`, on the same model and the same glyph batches, on the CPU and on CUDA when present.
 
-    python benchmarks/bench_train_throughput.py --no-compile           # ~1 min on 2 idle CPU cores (compiling: +1-2 min)
+    python benchmarks/bench_train_throughput.py --no-compile   # ~1 min on 2 idle CPU cores (compile: +1-2 min)
     python benchmarks/bench_train_throughput.py --size 224 --batch 120 --chars 16 --typefaces 16 --per-class 30 \
         --steps 40 --devices cuda                                       # the issue's GPU setting
     python benchmarks/bench_train_throughput.py --threads 1 --clock cpu  # on a busy shared CPU machine
