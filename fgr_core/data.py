@@ -364,40 +364,54 @@ def glyph_caption(
 # %% ../nbs/01_data.ipynb #f89044e6
 _GLYPH_VERSION = 2  # bump when the rendering code changes, so caches are rebuilt
 
+def _glyph_class(job:tuple)->tuple:
+    "Render one class `job = (char, typeface, per_class, image_size, seed)`: canonical mask, images, poses, metadata"
+    ch, tf, per_class, S, seed = job
+    pairs = colour_pairs(); names = list(GLYPH_PALETTE); rgb = np.array(list(GLYPH_PALETTE.values()), np.float32)
+    big = render_glyph(tf, ch, 2 * S)
+    canon = np.asarray(Image.fromarray(big).reduce(2))
+    rng = np.random.default_rng([seed, _TYPEFACE_INDEX[tf], ord(ch)])   # per class: same bytes in any order
+    P = np.stack([rng.uniform(-30, 30, per_class), rng.uniform(0.7, 1.05, per_class), rng.uniform(-0.1, 0.1, per_class),
+                  rng.uniform(-0.1, 0.1, per_class), rng.uniform(-0.3, 0.3, per_class)], 1)   # (n, 5) poses
+    fb = np.array([(names.index(f), names.index(b))
+                   for f, b in (pairs[i] for i in rng.integers(len(pairs), size=per_class))])          # (n, 2) fg, bg
+    noisy, amount = rng.random(per_class) < 0.5, rng.uniform(0.3, 1.0, per_class)
+    tmpl = rng.integers(len(_CAPTION_TEMPLATES), size=per_class)
+    half = np.diag([.5, .5, 1.])                                                       # 2x-size pixels -> output pixels
+    a = np.stack([apply_pose(big, half @ pose_matrix(2 * S, *p), (S, S)) for p in P]).astype(np.float32)[..., None]
+    a = a / 255                                                                        # (n, S, S, 1) ink alpha
+    img = rgb[fb[:, 1]][:, None, None] * (1 - a) + rgb[fb[:, 0]][:, None, None] * a   # (n, S, S, 3) alpha blend
+    noise = rng.standard_normal((int(noisy.sum()), S, S, 3), dtype=np.float32)
+    img[noisy] += noise * (10 * amount[noisy, None, None, None])                       # noise, sigma <= 10
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for j in np.nonzero(~noisy)[0]:
+        img[j] = np.asarray(Image.fromarray(img[j]).filter(ImageFilter.GaussianBlur(float(amount[j]))))   # or blur
+    return canon, img, P, np.stack([fb[:, 0], fb[:, 1], ~noisy, amount, tmpl], 1)
+
+def _cores()->int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
 def generate_glyphs(
     chars:str,                 # characters, one class per (character, typeface)
     typefaces:Sequence[str],   # names from `GLYPH_TYPEFACES`
     per_class:int=30,          # images per class
     image_size:int=64,         # side of each image
     seed:int=0,                # seed of the NumPy generators
+    workers:int|None=None,     # processes rendering classes in parallel; None: one per available core, 1: this process
 )->dict:                       # arrays: images (N, S, S, 3) uint8, class_id (N,), pose (N, 5), fg, bg, degrade, template (N,), canonical (C, S, S) uint8 ink masks
-    "Render the glyph dataset for a recipe; class `k = char_index * len(typefaces) + typeface_index`"
-    pairs = colour_pairs(); names = list(GLYPH_PALETTE); rgb = np.array(list(GLYPH_PALETTE.values()), np.float32)
-    S, C = image_size, len(chars) * len(typefaces)
-    images = np.empty((C * per_class, S, S, 3), np.uint8); canon = np.empty((C, S, S), np.uint8)
-    pose = np.empty((C * per_class, 5), np.float32); meta = np.empty((C * per_class, 5), np.float32)
-    for ci, ch in enumerate(chars):
-        for ti, tf in enumerate(typefaces):
-            k = ci * len(typefaces) + ti
-            big = render_glyph(tf, ch, 2 * S)
-            canon[k] = np.asarray(Image.fromarray(big).reduce(2))
-            rng = np.random.default_rng([seed, _TYPEFACE_INDEX[tf], ord(ch)])
-            P = np.stack([rng.uniform(-30, 30, per_class), rng.uniform(0.7, 1.05, per_class), rng.uniform(-0.1, 0.1, per_class),
-                          rng.uniform(-0.1, 0.1, per_class), rng.uniform(-0.3, 0.3, per_class)], 1)   # (n, 5) poses
-            fb = np.array([(names.index(f), names.index(b)) for f, b in (pairs[i] for i in rng.integers(len(pairs), size=per_class))])
-            noisy, amount = rng.random(per_class) < 0.5, rng.uniform(0.3, 1.0, per_class)
-            tmpl = rng.integers(len(_CAPTION_TEMPLATES), size=per_class)
-            half = np.diag([.5, .5, 1.])                                                   # 2x-size pixels -> output pixels
-            a = np.stack([apply_pose(big, half @ pose_matrix(2 * S, *p), (S, S)) for p in P]).astype(np.float32)[..., None] / 255
-            img = rgb[fb[:, 1]][:, None, None] * (1 - a) + rgb[fb[:, 0]][:, None, None] * a   # (n, S, S, 3) alpha blend
-            img[noisy] += rng.standard_normal((int(noisy.sum()), S, S, 3), dtype=np.float32) * (10 * amount[noisy, None, None, None])  # noise, sigma <= 10
-            img = np.clip(img, 0, 255).astype(np.uint8)
-            for j in np.nonzero(~noisy)[0]: img[j] = np.asarray(Image.fromarray(img[j]).filter(ImageFilter.GaussianBlur(float(amount[j]))))
-            sl = slice(k * per_class, (k + 1) * per_class)
-            images[sl], pose[sl], meta[sl] = img, P, np.stack([fb[:, 0], fb[:, 1], ~noisy, amount, tmpl], 1)
-    return {"images": images, "class_id": np.repeat(np.arange(C), per_class), "pose": pose,
+    "Render the glyph dataset for a recipe; class `k = char_index * len(typefaces) + typeface_index`, any `workers`"
+    jobs = [(ch, tf, per_class, image_size, seed) for ch in chars for tf in typefaces]
+    workers = min(len(jobs), _cores() if workers is None else workers)
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers) as ex:
+            parts = list(ex.map(_glyph_class, jobs, chunksize=-(-len(jobs) // (4 * workers))))
+    else: parts = [_glyph_class(j) for j in jobs]
+    canon = np.stack([p[0] for p in parts])                                            # (C, S, S)
+    images, pose, meta = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))    # (N, ...) in class order
+    return {"images": images, "class_id": np.repeat(np.arange(len(jobs)), per_class), "pose": pose.astype(np.float32),
             "fg": meta[:, 0].astype(np.int8), "bg": meta[:, 1].astype(np.int8), "degrade": meta[:, 2].astype(np.int8),
-            "degrade_amount": meta[:, 3], "template": meta[:, 4].astype(np.int8), "canonical": canon}
+            "degrade_amount": meta[:, 3].astype(np.float32), "template": meta[:, 4].astype(np.int8), "canonical": canon}
 
 _TYPEFACE_INDEX = {t[1]: i for i, t in enumerate(GLYPH_TYPEFACES)}
 
@@ -590,6 +604,42 @@ class DigitsDataset(ImageDataset):
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
         img = ((1 - x.clamp(0, 1)) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
         super().__init__(np.ascontiguousarray(img), d.target[sel] - digits[0], [str(k) for k in digits], transform)
+
+# %% ../nbs/01_data.ipynb #5d1e0b02
+from fastcore.basics import patch
+_PER_IMAGE_STEPS = (T.ToImage, T.ToDtype, T.Normalize, T.Resize, T.CenterCrop)   # deterministic, image by image
+
+@patch(as_prop=True)
+def batchable(self:ImageDataset)->bool:
+    "Whether `get_batch` can build whole batches: in-memory images and a transform of deterministic per-image steps"
+    tf = self.transform
+    steps = tf.transforms if isinstance(tf, T.Compose) else [tf]
+    return self._is_array and all(type(s) in _PER_IMAGE_STEPS for s in steps)
+
+# %% ../nbs/01_data.ipynb #5d1e0b04
+@patch
+def get_batch(self:ImageDataset,
+    indices:Sequence[int],         # B dataset indices
+    device:torch.device|str="cpu", # where the images are converted (and every tensor of the batch lives)
+)->dict:                           # `default_collate([self[i] for i in indices])`, on `device`
+    "Batch `indices` at once: one uint8 gather, one copy to `device`, the transform on the device over the batch"
+    if not self.batchable:
+        raise ValueError(f"{type(self).__name__}.get_batch needs in-memory images and a transform of "
+                         f"{', '.join(t.__name__ for t in _PER_IMAGE_STEPS)} steps only; got {self.transform}")
+    device, idx = torch.device(device), torch.as_tensor(indices, dtype=torch.long)
+    x = torch.from_numpy(self.images)[idx]                                       # (B, H, W, 3) uint8
+    if device.type == "cuda": x = x.pin_memory()
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()         # (B, 3, H, W) uint8 on the device
+    out = {"image": self.transform(x).as_subclass(torch.Tensor),                 # (B, 3, H', W') float, NCHW
+           "label": self.labels[idx].to(device), "index": idx.to(device)}
+    if self.texts is not None: out["text"] = [self.texts[i] for i in idx.tolist()]
+    if self.views is not None: out["view"] = [self.views[i] for i in idx.tolist()]
+    if self.attributes is not None:
+        if "_attribute_columns" not in self.__dict__:                            # collated once: dict of (N,) columns
+            self._attribute_columns = torch.utils.data.default_collate(list(self.attributes))
+        out["attributes"] = {k: v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx.tolist()]
+                             for k, v in self._attribute_columns.items()}
+    return out
 
 # %% ../nbs/01_data.ipynb #1a81e00d
 _LAYOUTS = {

@@ -22,12 +22,12 @@ from .core import (Config, Registry, atomic_write, check_choice, check_range, ge
 
 # %% auto #0
 __all__ = ['METHODS', 'RUN_KEYS', 'TrainConfig', 'make_optimizer', 'LRFactor', 'make_scheduler', 'Method', 'to_device',
-           'resolve_amp', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'dist_info', 'init_distributed',
-           'all_gather_cat', 'broadcast_buffers', 'step_generator', 'GlooSyncBatchNorm', 'convert_sync_batchnorm',
-           'gather_actnorm_init', 'embed_dataset', 'NonFiniteLossError', 'Trainer', 'make_retrieval_eval',
-           'MethodConfig', 'training_texts', 'num_classes_of', 'CrossModalConfig', 'MethodSpec', 'register_method',
-           'list_methods', 'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides',
-           'load_run_config', 'make_train_loader', 'build_datasets', 'run_training', 'main']
+           'resolve_amp', 'fastest_autocast', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'epoch_feed', 'dist_info',
+           'init_distributed', 'all_gather_cat', 'broadcast_buffers', 'step_generator', 'GlooSyncBatchNorm',
+           'convert_sync_batchnorm', 'gather_actnorm_init', 'embed_dataset', 'NonFiniteLossError', 'Trainer',
+           'make_retrieval_eval', 'MethodConfig', 'training_texts', 'num_classes_of', 'CrossModalConfig', 'MethodSpec',
+           'register_method', 'list_methods', 'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load',
+           'apply_overrides', 'load_run_config', 'make_train_loader', 'build_datasets', 'run_training', 'main']
 
 # %% ../nbs/09_train.ipynb #6f31b189
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ class TrainConfig(Config):
     betas:tuple=(0.9, 0.999)      # Adam/AdamW betas
     batch_size:int=32             # global batch size (split over processes under DDP)
     device:str="auto"             # "auto", "cpu", "cuda", "cuda:N", "mps"
-    amp:str="auto"                # "auto" (bf16 if supported else fp16 on CUDA, off elsewhere), "bf16", "fp16", "off"
+    amp:str="auto"                # "auto" (CUDA: bf16 if it is faster, else off; off elsewhere), "bf16", "fp16", "off"
     grad_clip:float=0.0           # max gradient norm per optimizer; 0 = no clipping
     warmup_epochs:float=0.0       # linear warm-up length in epochs (ignored when warmup_steps > 0)
     warmup_steps:int=0            # linear warm-up length in steps
@@ -61,6 +61,8 @@ class TrainConfig(Config):
     num_workers:int=0             # DataLoader workers (CLI-built loaders)
     progress:bool=True            # tqdm progress bars
     sync_bn:bool=False            # under DDP, BatchNorm layers use the statistics of the global batch (SyncBatchNorm)
+    compile:bool=False            # torch.compile the method's `training_step` (pays on CUDA; see "Throughput")
+    channels_last:bool|str="auto" # channels_last weights for conv models: "auto" = on CUDA only (CPU numbers unchanged)
 
     def check(self):
         check_range("epochs", self.epochs, 1); check_range("lr", self.lr, 0, open_lo=True)
@@ -74,6 +76,8 @@ class TrainConfig(Config):
         check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
         for f in ("eval_every", "checkpoint_every_epochs", "checkpoint_every_steps", "seed", "num_workers"): check_range(f, getattr(self, f), 0)
         check_range("log_every", self.log_every, 1)
+        if self.channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last: expected True, False or 'auto', got {self.channels_last!r}")
         if not isinstance(self.device, str) or not self.device: raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
 
 # %% ../nbs/09_train.ipynb #166691ef
@@ -179,12 +183,34 @@ def resolve_amp(
     amp:str,              # "auto", "bf16", "fp16" or "off"
     device:torch.device,  # device the model runs on
 )->torch.dtype|None:      # autocast dtype, or None for full precision
-    "Autocast dtype for `amp` on `device`: auto -> bf16 (or fp16) on CUDA, off elsewhere; fp16 needs CUDA"
+    "Autocast dtype for `amp` on `device`: auto -> bf16 on CUDA if supported (kept if faster), else off; fp16: CUDA"
     check_choice("amp", amp, ["auto", "bf16", "fp16", "off"])
     if amp == "off" or (amp == "auto" and device.type != "cuda"): return None
-    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if amp == "fp16" and device.type != "cuda": raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use 'bf16' or 'off'")
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+# %% ../nbs/09_train.ipynb #5d1e0a08
+def fastest_autocast(
+    fn:Callable,                         # fn() runs the work to time, e.g. a forward pass
+    device:torch.device,                 # where it runs (synchronised around each call on CUDA)
+    dtypes:tuple=(None, torch.bfloat16), # candidates; None = full precision
+    repeats:int=3,                       # timed calls per candidate, after one warm-up call
+)->torch.dtype|None:                     # the candidate with the smallest median time
+    "The autocast dtype (or None) under which `fn` runs fastest on `device`"
+    import time
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times = {}
+    for dt in dtypes:
+        ctx = (lambda: torch.autocast(device.type, dtype=dt)) if dt is not None else contextlib.nullcontext
+        with ctx(): fn()
+        ts = []
+        for _ in range(repeats):
+            sync(); t = time.perf_counter()
+            with ctx(): fn()
+            sync(); ts.append(time.perf_counter() - t)
+        times[dt] = sorted(ts)[len(ts) // 2]
+    return min(times, key=times.get)
 
 # %% ../nbs/09_train.ipynb #766e155b
 def epoch_seed(seed:int, epoch:int, salt:int=0)->int:
@@ -219,6 +245,21 @@ def epoch_loader(loader:DataLoader, batches:list, seed:int, epoch:int)->DataLoad
               generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 7)))
     if loader.num_workers: kw.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
     return DataLoader(loader.dataset, batch_sampler=_Batches(batches), **kw)
+
+# %% ../nbs/09_train.ipynb #5d1e0a05
+def epoch_feed(
+    loader:DataLoader,    # the training loader (its dataset, workers and collate_fn decide the path)
+    batches:list,         # the epoch's remaining batches of dataset indices
+    seed:int,             # run seed
+    epoch:int,            # epoch number (from 0)
+    device:torch.device,  # where the batches are used
+):                        # iterable of collated batches
+    "The epoch's batches: whole from a `batchable` in-memory dataset's `get_batch`, else through `epoch_loader`"
+    ds = loader.dataset
+    default_collate = loader.collate_fn is torch.utils.data.default_collate
+    if getattr(ds, "batchable", False) and loader.num_workers == 0 and default_collate:
+        return (ds.get_batch(b, device) for b in batches)
+    return epoch_loader(loader, batches, seed, epoch)
 
 # %% ../nbs/09_train.ipynb #404b3b0d
 def dist_info()->tuple[int, int]:
@@ -407,10 +448,10 @@ def _backward_step(self:Trainer,
     "Backward of `loss` into optimizer `name`'s parameters only, DDP gradient averaging, unscale, clip, step, zero_grad"
     if name is not None and name not in self.optimizers: raise KeyError(f"unknown optimizer {name!r}; this method has {list(self.optimizers)}")
     names = list(self.optimizers) if name is None else [name]
-    if check_finite:
-        v = loss.detach().float().reshape(()).clone()
+    if check_finite:                            # queued, read with the step's other values (see `read_losses`)
+        v = loss.detach().double().reshape(1).clone()
         if self.world > 1: dist.all_reduce(v)   # every process stops together
-        self._check_finite({"loss" if name is None else f"loss[{name}]": v})
+        self._queue_losses(["loss" if name is None else f"loss[{name}]"], v, summed=False)
     opts = [self.optimizers[n] for n in names]
     params = _params_of(opts)
     for p in params: p.grad = None
@@ -436,14 +477,39 @@ def _all_reduce_grads(params:list, world:int):
     for p, h in zip(params, flat[-len(params):].tolist()):
         p.grad = flat[i:i + p.numel()].view_as(p) / world if h else None; i += p.numel()
 
-def _check_finite(self:Trainer, losses:dict):
+def _check_finite(self:Trainer, losses:dict, step:int|None=None):
+    "Raise `NonFiniteLossError` naming `step` (default: the current one) and the first non-finite term of `losses`"
     for k, v in losses.items():
         v = torch.as_tensor(v)
         if not torch.isfinite(v.detach()).all():
             good = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written yet"
-            raise NonFiniteLossError(f"non-finite loss at step {self.global_step} (epoch {self.epoch}): term {k!r} = {v.detach().float().cpu().tolist()}; stopping ({good})")
+            step = self.global_step if step is None else step
+            raise NonFiniteLossError(f"non-finite loss at step {step} (epoch {self.epoch}): term {k!r} = "
+                                     f"{v.detach().float().cpu().tolist()}; stopping ({good})")
 
 Trainer.backward_step, Trainer._check_finite = _backward_step, _check_finite
+
+# %% ../nbs/09_train.ipynb #5d1e0a02
+def _queue_losses(self:Trainer, names:list, vals:Tensor, summed:bool=True):
+    "Queue the (T,) detached values `vals` of the terms `names` at this step; read at once on a CPU"
+    self._pending.append((self.global_step, list(names), vals.detach().double().reshape(-1), summed))
+    if self.device.type == "cpu": self.read_losses()
+
+def _read_losses(self:Trainer)->dict[str, float]: # the latest step's training_step terms
+    "Copy the queued loss values to the host (one transfer), check each step's terms, add them to the epoch sums"
+    if not self._pending: return self._last_losses
+    pending, self._pending = self._pending, []
+    flat = torch.cat([v for _, _, v, _ in pending]).cpu().tolist()
+    i = 0
+    for step, names, v, summed in pending:
+        vals = dict(zip(names, flat[i:i + len(names)])); i += len(names)
+        self._check_finite(vals, step)
+        if summed:
+            for k, x in vals.items(): self._sums[k] = self._sums.get(k, 0.0) + x
+            self._last_losses = vals
+    return self._last_losses
+
+Trainer._queue_losses, Trainer.read_losses = _queue_losses, _read_losses
 
 # %% ../nbs/09_train.ipynb #e5307a84
 def _open_log(self:Trainer, keep_rows:int|None):
@@ -545,6 +611,11 @@ def _setup(self:Trainer):
         resume = None                                   # resume=True with nothing to resume: start fresh
     if resume is None: seed_everything(cfg.seed, cfg.deterministic)
     m.to(self.device)
+    cl = self.device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
+    self._channels_last = cl and any(isinstance(x, nn.Conv2d) for x in m.modules())
+    if self._channels_last: m.to(memory_format=torch.channels_last)    # conv weights NHWC (batches' images follow)
+    self._step_fn = torch.compile(m.training_step) if cfg.compile else m.training_step
+    self._probe_amp = cfg.amp == "auto" and self.amp_dtype is not None and self.world == 1  # bf16 kept only if faster
     if self.world > 1:
         if cfg.sync_bn: convert_sync_batchnorm(m)
         gather_actnorm_init(m)
@@ -553,25 +624,37 @@ def _setup(self:Trainer):
     if not isinstance(self.optimizers, dict) or not self.optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in self.optimizers.values()):
         raise ValueError(f"configure_optimizers must return a non-empty dict name -> Optimizer, got {self.optimizers!r}")
     self.schedulers = m.configure_schedulers(self.optimizers, len(self.train_loader)) or {}
-    self._pos, self._sums, self._count = 0, {}, 0
+    self._pos, self._sums, self._count, self._pending, self._last_losses = 0, {}, 0, [], {}
     self.history = {"train": [], "eval": []}
     state = load_checkpoint(resume, map_location="cpu") if resume is not None else None   # RNG states must stay on the CPU
     if state is not None: self._load_state(state); self.last_checkpoint = resume
     self._open_log(state["log_rows"] if state else None)
 
-def _train_step(self:Trainer, batch)->dict[str, float]:
-    "One iteration on `batch`: losses, optimisation (automatic or the method's own), checks"
+def _train_step(self:Trainer, batch):
+    "One iteration on `batch`: losses (queued on the device, see `read_losses`), optimisation"
     batch = to_device(batch, self.device, non_blocking=True)
+    if self._channels_last and isinstance(batch, dict):                # (B, C, H, W) image tensors to NHWC as well
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, Tensor) and v.ndim == 4 else v
+                 for k, v in batch.items()}
+    if self._probe_amp: self._probe_amp, self.amp_dtype = False, self._faster_amp(batch)
     amp = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
-    with amp: losses = self.method.training_step(batch)
+    with amp: losses = self._step_fn(batch)
     if not isinstance(losses, dict) or "loss" not in losses:
         raise ValueError(f"training_step must return a dict of losses with key 'loss', got {type(losses).__name__} {list(losses) if isinstance(losses, dict) else ''}")
-    vals = torch.stack([torch.as_tensor(v).detach().double().reshape(()).to(self.device if self.world > 1 else "cpu") for v in losses.values()])
+    vals = torch.stack([torch.as_tensor(v).detach().double().reshape(()).to(self.device) for v in losses.values()])
     if self.world > 1: dist.all_reduce(vals); vals /= self.world   # logged values: mean over processes
-    out = dict(zip(losses, vals.cpu().tolist()))
-    self._check_finite(out)                                        # the same verdict on every process
+    self._queue_losses(list(losses), vals)                         # read together: the same verdict on every process
     if self.method.automatic_optimization: self.backward_step(losses["loss"], check_finite=False)
-    return out
+
+def _faster_amp(self:Trainer, batch)->torch.dtype|None:
+    "`amp_dtype` or None, whichever computes the losses of `batch` faster, on a copy of the method (no grad)"
+    if not self.method.automatic_optimization: return self.amp_dtype   # its training_step steps optimizers: not timed
+    import copy
+    m = copy.deepcopy(self.method)              # its memos, batch-norm statistics and the like stay the run's own
+    dev = self.device
+    cuda = [] if dev.type != "cuda" else [torch.cuda.current_device() if dev.index is None else dev.index]   # RNGs kept
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        return fastest_autocast(lambda: m.training_step(batch), self.device, (None, self.amp_dtype))
 
 def _evaluate(self:Trainer)->dict[str, float]:
     "Metrics of `eval_fn(method)` (eval mode, no gradients) as floats"
@@ -584,7 +667,7 @@ def _evaluate(self:Trainer)->dict[str, float]:
     if not isinstance(out, dict): raise ValueError(f"eval_fn must return a dict of metrics, got {type(out).__name__}")
     return {k: float(v) for k, v in out.items()}
 
-Trainer.setup, Trainer._train_step, Trainer.evaluate = _setup, _train_step, _evaluate
+Trainer.setup, Trainer._train_step, Trainer._faster_amp, Trainer.evaluate = _setup, _train_step, _faster_amp, _evaluate
 
 # %% ../nbs/09_train.ipynb #cf70c107
 def _fit(self:Trainer)->dict:
@@ -599,18 +682,19 @@ def _fit(self:Trainer)->dict:
             bar = tqdm(total=len(batches), initial=self._pos, desc=f"epoch {e + 1}/{cfg.epochs}", leave=False,
                        disable=not cfg.progress or not self.is_main, dynamic_ncols=True)
             self.method.train()
-            for batch in epoch_loader(self.train_loader, batches[self._pos:], cfg.seed, e):
-                losses = self._train_step(batch)
+            for batch in epoch_feed(self.train_loader, batches[self._pos:], cfg.seed, e, self.device):
+                self._train_step(batch)
                 self.global_step += 1; self._pos += 1; self._count += 1
-                for k, v in losses.items(): self._sums[k] = self._sums.get(k, 0.0) + v
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)   # "scheduler.step() before optimizer.step()" after a skipped fp16 step
                     for s in self.schedulers.values(): s.step()
                 if self.global_step % cfg.log_every == 0:
-                    self.log_values({**{f"train/{k}": v for k, v in losses.items()},
+                    self.log_values({**{f"train/{k}": v for k, v in self.read_losses().items()},
                                      **{f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}})
-                bar.update(1); bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
-                if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0: self.save_checkpoint()
+                bar.update(1); bar.set_postfix({k: f"{v:.4g}" for k, v in self._last_losses.items()}, refresh=False)
+                if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
+                    self.read_losses(); self.save_checkpoint()
+            self.read_losses()
             bar.close()
             self.method.on_epoch_end(e)
             means = {k: v / max(1, self._count) for k, v in self._sums.items()}

@@ -1,0 +1,140 @@
+"""The fast training paths change nothing: whole in-memory batches (`epoch_feed` / `get_batch`) train to the same
+bits as the per-item DataLoader; losses read every `log_every` steps still stop a NaN with its step and term; the
+CUDA paths (pinned batches converted on the device, channels_last, deferred reads, compile) where CUDA exists."""
+import subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+import fgr_core.gapan  # noqa: F401  (registers norm_softmax)
+from fgr_core.core import load_checkpoint, seed_everything
+from fgr_core.data import GlyphsDataset, MPerClassSampler
+from fgr_core.train import NonFiniteLossError, Trainer, TrainConfig, create_method
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(scope="module")
+def glyphs(tmp_path_factory):
+    return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32,
+                         cache_dir=tmp_path_factory.mktemp("g"))
+
+
+def _per_item_collate(items): return default_collate(items)   # not `default_collate` itself: keeps the DataLoader path
+
+
+def _train(ds, out, collate_fn=None, device="cpu", trainer_cls=Trainer, **cfg):
+    seed_everything(0)
+    m = create_method("norm_softmax", num_classes=ds.num_classes, backbone="small_cnn", pretrained=False,
+                      backbone_kwargs={"width": 8, "image_size": 32}, embedding_dim=8)
+    kw = {"collate_fn": collate_fn} if collate_fn else {}
+    loader = DataLoader(ds, batch_sampler=MPerClassSampler(ds.labels, 2, 6, torch.Generator().manual_seed(0)), **kw)
+    tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, seed=1,
+                                        **{"eval_every": 0, "checkpoint_every_epochs": 0, **cfg}), out_dir=out)
+    return tr, tr.fit()
+
+
+def test_whole_batches_train_bit_for_bit_like_the_dataloader(glyphs, tmp_path):
+    fast, h_fast = _train(glyphs, tmp_path / "fast")
+    slow, h_slow = _train(glyphs, tmp_path / "slow", collate_fn=_per_item_collate)
+    assert h_fast == h_slow and h_fast["train"][0]["loss"] > 0
+    a, b = fast.method.state_dict(), slow.method.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "fast" / "log.csv").read_text() == (tmp_path / "slow" / "log.csv").read_text()
+
+
+def test_channels_last_option_on_cpu(glyphs, tmp_path):
+    tr, h = _train(glyphs, tmp_path / "cl", channels_last=True)
+    convs = [p for p in tr.method.parameters() if p.ndim == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    _, h_ref = _train(glyphs, tmp_path / "ref")             # "auto": off on a CPU, numbers as before
+    assert h["train"][-1]["loss"] == pytest.approx(h_ref["train"][-1]["loss"], rel=1e-3)
+
+
+def _nan_at_step(method, step):
+    inner = method.training_step
+    def training_step(batch):
+        out = inner(batch)
+        if method.trainer.global_step == step:
+            out["bad"] = out["loss"] * float("nan"); out["loss"] = out["loss"] + out["bad"]
+        return out
+    method.training_step = training_step
+    return method
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_nan_names_step_and_term(glyphs, tmp_path, device):
+    seed_everything(0)
+    m = _nan_at_step(create_method("norm_softmax", num_classes=glyphs.num_classes, backbone="small_cnn",
+                                   pretrained=False, backbone_kwargs={"width": 8, "image_size": 32},
+                                   embedding_dim=8), 4)
+    loader = DataLoader(glyphs, batch_size=6, shuffle=True)   # 24 images: 4 steps per epoch, step 4 opens epoch 1
+    cfg = TrainConfig(epochs=3, log_every=5, checkpoint_every_steps=3, progress=False, device=device, amp="off")
+    tr = Trainer(m, loader, cfg, out_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 4 \(epoch 1\): term 'loss'"): tr.fit()
+    ck = load_checkpoint(tr.checkpoint_path)
+    assert ck["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ck["method"].values() if v.is_floating_point())
+
+
+@cuda
+def test_get_batch_on_cuda_matches_cpu(glyphs):
+    idx = [0, 5, 3]
+    g, c = glyphs.get_batch(idx, "cuda"), glyphs.get_batch(idx)
+    assert g["image"].is_cuda and g["label"].is_cuda and g["text"] == c["text"]
+    torch.testing.assert_close(g["image"].cpu(), c["image"], atol=1e-6, rtol=0)
+    assert torch.equal(g["label"].cpu(), c["label"])
+
+
+@cuda
+def test_cuda_trainer_channels_last_deferred_reads(glyphs, tmp_path):
+    tr, h = _train(glyphs, tmp_path / "gpu", device="cuda", amp="off")   # channels_last "auto" is on for CUDA
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in tr.method.parameters() if p.ndim == 4)
+    assert tr._pending == [] and all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in h["train"])
+    _, h_cpu = _train(glyphs, tmp_path / "cpu")
+    assert h["train"][0]["loss"] == pytest.approx(h_cpu["train"][0]["loss"], rel=1e-2)
+
+
+@cuda
+@pytest.mark.slow
+def test_cuda_compile(glyphs, tmp_path):
+    _, h = _train(glyphs, tmp_path / "compiled", device="cuda", compile=True, amp="off")
+    _, h_eager = _train(glyphs, tmp_path / "eager", device="cuda", amp="off")
+    assert h["train"][0]["loss"] == pytest.approx(h_eager["train"][0]["loss"], rel=1e-2)
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_reports_the_ratio():
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_train_throughput.py"),
+                        "--backbone", "small_cnn", "--size", "32", "--batch", "8", "--chars", "4", "--typefaces", "2",
+                        "--per-class", "4", "--steps", "3", "--warmup", "1", "--no-compile",
+                        "--devices", "cpu", "--threads", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("trainer/raw throughput ratio: ") and float(last.split(": ")[1]) > 0
+
+
+@cuda
+def test_cuda_amp_auto_keeps_bf16_only_if_faster(glyphs, tmp_path):
+    tr, h = _train(glyphs, tmp_path / "amp", device="cuda", amp="auto")
+    assert tr.amp_dtype in (None, torch.bfloat16) and not tr._probe_amp
+    assert all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in h["train"])
+
+
+class _Probed(Trainer):
+    "Forces the amp probe on a CPU (bf16 candidate), records its pick, then trains in fp32"
+    def setup(self):
+        super().setup(); self._probe_amp, self.amp_dtype = True, torch.bfloat16
+    def _faster_amp(self, batch):
+        self.picked = super()._faster_amp(batch)
+        return None
+
+
+def test_amp_probe_leaves_the_run_untouched(glyphs, tmp_path):
+    _, h_ref = _train(glyphs, tmp_path / "ref")
+    tr, h = _train(glyphs, tmp_path / "probe", trainer_cls=_Probed)
+    assert tr.picked in (None, torch.bfloat16) and h == h_ref
