@@ -217,7 +217,7 @@ def memoised_rows(
     x:Tensor,            # (B, ...) inputs
     memo:dict,           # key -> cached output row (kept on the CPU)
     prefix:str|bytes,    # key prefix naming `fn` (its weights, its settings)
-    chunk:int=8,         # `fn` only ever sees batches of exactly this many rows (the last one padded)
+    chunk:int=16,        # `fn` only ever sees batches of exactly this many rows (the last one padded)
 )->Tensor:               # (B, ...) rows of fn(x), on x's device
     "`fn(x)` through `memo`: rows of `x` whose content is not yet in `memo` are computed in fixed-size chunks"
     check_range("chunk", chunk, 1)
