@@ -28,8 +28,11 @@ setuptools.setup(
     url=cfg["git_url"],
     keywords=cfg["keywords"].split(),
     python_requires=f">={cfg['min_python']}",
-    packages=setuptools.find_packages(include=[cfg["lib_path"], f"{cfg['lib_path']}.*"]),
-    package_data={cfg["lib_path"]: ["py.typed"]},
+    # data/paper_results/ stays the single copy in the repository; the wheel carries it as fgr_core/paper_results/
+    packages=[*setuptools.find_packages(include=[cfg["lib_path"], f"{cfg['lib_path']}.*"]),
+              f"{cfg['lib_path']}.paper_results"],
+    package_dir={f"{cfg['lib_path']}.paper_results": "data/paper_results"},
+    package_data={cfg["lib_path"]: ["py.typed"], f"{cfg['lib_path']}.paper_results": ["*.csv"]},
     include_package_data=True,
     install_requires=_reqs("requirements"),
     extras_require={"dev": _reqs("dev_requirements")},

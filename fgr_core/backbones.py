@@ -13,23 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import Registry, check_range
+from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 
 # %% auto #0
-__all__ = ['image_backbones', 'text_encoders', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageBackbone', 'SmallCNN',
-           'map_state_dict_in_order', 'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16',
-           'vit_small_patch16_224', 'deit_small_patch16_224', 'small_cnn', 'list_image_backbones',
-           'create_image_backbone', 'tensor_key', 'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone',
-           'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder',
-           'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru', 'list_text_encoders', 'create_text_encoder',
-           'EmbeddingHead']
+__all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
+           'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
+           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone', 'tensor_key',
+           'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier',
+           'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder',
+           'gru', 'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
 text_encoders = Registry("text encoder")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # %% ../nbs/03_backbones.ipynb #6245a163
 class ImageBackbone(nn.Module):
@@ -135,17 +131,32 @@ def _timm_backbone(name:str, pretrained:bool=False, checkpoint_path:str|Path|Non
     return ImageBackbone(model, model.num_features, dict(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                                                          input_size=tuple(cfg["input_size"])), name)
 
-def _load_checkpoint_file(model:nn.Module, path:str|Path):
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint_path {str(path)!r} does not exist; expected a torch state dict file")
-    sd = torch.load(path, map_location="cpu", weights_only=False)
+# %% ../nbs/03_backbones.ipynb #ffd062b2
+import warnings
+from .core import safe_torch_load
+
+def _load_checkpoint_file(
+    model:nn.Module,  # the freshly built network
+    path:str|Path,    # weights: a state dict, or a dict holding one under "state_dict", "model" or "state"
+):
+    "Load the weights file `path` into `model` (weights only, `strict=False`); warn what did not fit, raise if none did"
+    sd, where = safe_torch_load(path, "checkpoint_path"), f"checkpoint_path {str(path)!r}"
     for key in ("state_dict", "model", "state"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict): sd = sd[key]
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    head = {n for n, _ in model.named_parameters() if n.split(".")[0] in ("classifier", "fc", "head", "pre_logits")}
-    bad = [k for k in missing if k not in head]
-    if bad or unexpected: raise ValueError(f"checkpoint {str(path)!r} does not fit: missing {bad[:5]} ({len(bad)}), unexpected {unexpected[:5]} ({len(unexpected)})")
+    if not isinstance(sd, dict):
+        raise ValueError(f"{where}: expected a state dict (name -> tensor), got {type(sd).__name__}")
+    sd, own = {str(k).removeprefix("module."): v for k, v in sd.items()}, model.state_dict()
+    fit = {k: v for k, v in sd.items() if k in own and isinstance(v, Tensor) and v.shape == own[k].shape}
+    if not fit: raise ValueError(f"{where} does not fit this model: none of its {len(sd)} entries matches a tensor of "
+                                 f"the model by name and shape (file: {list(sd)[:3]}, model: {list(own)[:3]})")
+    model.load_state_dict(fit, strict=False)
+    absent, wrong = [k for k in own if k not in sd], [k for k in own if k in sd and k not in fit]
+    unexpected = [k for k in sd if k not in own]
+    if absent or wrong or unexpected:
+        low = "; fewer than 90%: is the file for this architecture?" if len(fit) < 0.9 * len(own) else ""
+        warnings.warn(f"{where}: loaded {len(fit)} of the model's {len(own)} tensors ({len(fit) / len(own):.0%}){low}; "
+                      f"missing {len(absent)} {absent[:5]}, shape mismatch {len(wrong)} {wrong[:5]}, "
+                      f"unexpected {len(unexpected)} {unexpected[:5]}")
 
 # %% ../nbs/03_backbones.ipynb #ab375081
 @image_backbones.register

@@ -5,7 +5,7 @@
 # %% ../nbs/13_cir.ipynb #ad6eb4d1
 from __future__ import annotations
 import dataclasses, math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,15 +13,14 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import Config, Registry, check_choice, check_range
-from .backbones import create_image_backbone, create_text_encoder
+from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule
-from .train import Method, register_method
+from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
 # %% auto #0
 __all__ = ['compositors', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor', 'create_compositor',
-           'CIRConfig', 'CIRModel', 'CIRMethod', 'cir_baseline', 'cir_uncertainty', 'collate_triplets',
-           'evaluate_composed', 'make_cir_eval']
+           'CIRConfig', 'CIRModel', 'CIRMethod', 'build_cir', 'collate_triplets', 'evaluate_composed']
 
 # %% ../nbs/13_cir.ipynb #8549e73b
 def _tile(v:Tensor, h:int, w:int)->Tensor: return v[:, :, None, None].expand(-1, -1, h, w)   # (B, E) -> (B, E, h, w)
@@ -155,10 +154,10 @@ def create_compositor(
 
 # %% ../nbs/13_cir.ipynb #8b1efc59
 @dataclasses.dataclass
-class CIRConfig(Config):
+class CIRConfig(CrossModalConfig):
     "Configuration of `CIRModel` and `CIRMethod` (defaults: CPU-sized; the paper's values in the comments)"
-    image_backbone:str="small_cnn"     # paper: resnet50 (ImageNet); offline pretrained: efficientnet_lite0
-    pretrained:bool=False              # load the backbone's pretrained weights
+    image_backbone:str="efficientnet_lite0" # paper: resnet50 (ImageNet); here the offline ImageNet EfficientNet-Lite0
+    pretrained:bool=True               # load the backbone's pretrained weights
     freeze_image:bool=False            # keep the backbone fixed (eval mode, no gradient)
     image_kwargs:dict=dataclasses.field(default_factory=dict)  # extra backbone kwargs, e.g. {"width": 64}
     input_size:int=0                   # >0: resize images to input_size x input_size before the backbone
@@ -182,6 +181,7 @@ class CIRConfig(Config):
     seed:int=0                         # seed of the augmenter's noise generator
 
     def check(self):
+        super().check()
         check_choice("compositor", self.compositor, list(compositors.list()))
         check_choice("loss", self.loss, ["infonce", "uncertainty"]); check_choice("gamma_mode", self.gamma_mode, ["anneal", "constant"])
         check_choice("augment", self.augment, ["target", "source"]); check_choice("uncertainty_form", self.uncertainty_form, ["logvar", "eq3"])
@@ -212,19 +212,27 @@ class CIRModel(nn.Module):
         ch = self.image.num_features
         self.neck = nn.Sequential(nn.Conv2d(ch, c.map_dim, 1), nn.BatchNorm2d(c.map_dim), nn.ReLU()) if c.map_dim else nn.Identity()
         ch = c.map_dim or ch
-        tkw = dict(c.text_kwargs, **({"texts": list(texts)} if c.text_encoder == "gru" and texts is not None and "vocab" not in c.text_kwargs else {}))
-        self.text = create_text_encoder(c.text_encoder, **tkw)
+        self.text = c.make_text_encoder(texts)
         tdim = int(getattr(self.text, "num_features"))
         self.text_dropout = nn.Dropout(c.text_dropout)
         self.compositor = create_compositor(c.compositor, ch, tdim)
         self.head = nn.Linear(ch, c.embed_dim)                                # upper encoder: GAP + FC, shared
-        if not c.train_text: self.text.requires_grad_(False)
         self._text_cache:dict = {}
 
     def train(self, mode:bool=True):
         super().train(mode)                                                  # a frozen backbone keeps itself in eval mode
         if not self.config.train_text: self.text.eval()
         return self
+
+    @property
+    def map_cache(self)->dict|None:
+        "The frozen backbone's memo of maps by weights and image (None: not memoised); settable, e.g. to share one dict"
+        return getattr(self.image, "memo", None)
+    @map_cache.setter
+    def map_cache(self, memo:dict|None):
+        if not isinstance(self.image, PartiallyFrozenBackbone):
+            raise ValueError("map_cache: only a frozen backbone (freeze_image=True or image_kwargs train_stages) memoises its maps")
+        self.image.memo = memo
 
     @property
     def device(self)->torch.device: return self.head.weight.device
@@ -338,19 +346,11 @@ def embed(self:CIRMethod, batch:dict)->Tensor:  # (B, D) L2-normalised
     return F.normalize(e, dim=-1)
 
 # %% ../nbs/13_cir.ipynb #b29ed7c0
-def _texts_of(texts, train_dataset)->list|None:
-    if texts is not None or train_dataset is None: return texts
-    return [str(train_dataset[i]["text"]) for i in range(len(train_dataset))]
-
-@register_method
-def cir_baseline(texts:Sequence[str]|None=None, train_dataset=None, map_cache:dict|None=None, **kwargs)->CIRMethod:
-    "Composed retrieval trained with InfoNCE only (Eq. 2 of CIR-UR); kwargs are `CIRConfig` fields"
-    return CIRMethod(CIRConfig.from_dict({**kwargs, "loss": "infonce"}), _texts_of(texts, train_dataset), map_cache)
-
-@register_method
-def cir_uncertainty(texts:Sequence[str]|None=None, train_dataset=None, map_cache:dict|None=None, **kwargs)->CIRMethod:
-    "Composed retrieval with uncertainty regularization and annealed γ (Eq. 4 of CIR-UR); kwargs are `CIRConfig` fields"
-    return CIRMethod(CIRConfig.from_dict({**kwargs, "loss": "uncertainty"}), _texts_of(texts, train_dataset), map_cache)
+@register_method("cir_uncertainty", CIRConfig)
+@register_method("cir_baseline", CIRConfig, loss="infonce")
+def build_cir(config:CIRConfig, train_dataset=None)->CIRMethod:
+    "CIR-UR (`loss='uncertainty'`, Eq. 4) or the InfoNCE baseline (Eq. 2); the gru reads `train_dataset`'s texts"
+    return CIRMethod(config, training_texts(train_dataset) if config.text_encoder == "gru" else None)
 
 # %% ../nbs/13_cir.ipynb #d49fcd9f
 def collate_triplets(
@@ -365,40 +365,35 @@ def collate_triplets(
     if "coarse" in items[0]: out["coarse"] = torch.tensor([bool(it["coarse"]) for it in items])
     return out
 
-# %% ../nbs/13_cir.ipynb #5d6563f3
-def _embed_all(method:Method, batches, device)->Tensor:
-    "L2-normalised embeddings of an iterable of batches, no gradient, eval mode (restored after)"
-    was, out = method.training, []
-    method.eval()
-    try:
-        with torch.no_grad():
-            for b in batches: out.append(method.embed({k: v.to(device) if isinstance(v, Tensor) else v for k, v in b.items()}).float().cpu())
-    finally: method.train(was)
-    return torch.cat(out)
+@patch(cls_method=True)
+def collate(cls:CIRMethod, items:list)->dict: return collate_triplets(items)   # fgr-train's loaders batch triplets
 
+# %% ../nbs/13_cir.ipynb #5d6563f3
 def evaluate_composed(
     method:Method,                   # a `CIRMethod` (any Method whose `embed` takes query and gallery batches)
     triplets,                        # dataset of triplet items with `.gallery` (items with "image") and `.valid_targets`
     ks:Sequence[int]=(1, 10, 50),    # cut-offs of Recall@K (paper: 1, 10, 50)
     batch_size:int=64,               # embedding batch size
     return_ranking:bool=False,       # also return the (Q, K) ranked gallery ids
+    gallery=None,                    # gallery dataset (items with "image"); default `triplets.gallery`
 )->dict:                             # {"R@k": fraction, "coarse_R@k": ..., "n_queries", "n_coarse"} (+ "ranking")
     "Composed-retrieval Recall@K with each query's reference image excluded (§4 of CIR-UR)"
-    gallery = getattr(triplets, "gallery", None)
+    gallery = getattr(triplets, "gallery", None) if gallery is None else gallery
     if gallery is None: raise ValueError("evaluate_composed: the triplet dataset needs a .gallery dataset (items with 'image') that target_index refers to")
     G, Q = len(gallery), len(triplets)
     K = min(max(ks), G - 1)
     if K < 1 or not all(1 <= k for k in ks): raise ValueError(f"ks must be positive and the gallery needs >= 2 images; got ks={list(ks)}, gallery of {G}")
-    device = next(method.parameters()).device
-    chunks = lambda n: [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    gal = _embed_all(method, ({"image": torch.stack([gallery[i]["image"] for i in r])} for r in chunks(G)), device)
-    items = [triplets[i] for i in range(Q)]
-    qry = _embed_all(method, (collate_triplets([items[i] for i in r]) for r in chunks(Q)), device)
-    ref = torch.tensor([int(it["reference_index"]) for it in items])
-    valid = getattr(triplets, "valid_targets", None) or [{int(it["target_index"])} for it in items]
-    _, ids = knn(qry, gal, K, metric="cosine", exclude_ids=ref)
+    gal = embed_dataset(method, gallery, batch_size=batch_size,
+                        collate_fn=lambda items: {"image": torch.stack([it["image"] for it in items])})["emb"]
+    def fn(b):   # composed query features and the ids the metric needs
+        coarse = b.get("coarse", torch.zeros(len(b["text"]), dtype=torch.bool)).long()
+        return {"emb": method.embed(b), "ref": b["reference_index"], "target": b["target_index"], "coarse": coarse}
+    qry = embed_dataset(method, triplets, fn, batch_size, collate_fn=collate_triplets)
+    ref = qry["ref"]
+    valid = getattr(triplets, "valid_targets", None) or [{int(t)} for t in qry["target"]]
+    _, ids = knn(qry["emb"], gal, K, metric="cosine", exclude_ids=ref)
     res = {f"R@{k}": composed_recall_at_k(ids, valid, min(k, K)) for k in ks}
-    coarse = np.array([bool(it.get("coarse", False)) for it in items])
+    coarse = qry["coarse"].bool().numpy()
     if coarse.any():
         sel = np.flatnonzero(coarse)
         res.update({f"coarse_R@{k}": composed_recall_at_k(ids[sel], [valid[i] for i in sel], min(k, K)) for k in ks})
@@ -407,10 +402,17 @@ def evaluate_composed(
     return res
 
 # %% ../nbs/13_cir.ipynb #3f646603
-def make_cir_eval(
-    triplets,                        # evaluation triplets (see `evaluate_composed`)
-    ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs
+@patch
+def make_eval_fn(self:CIRMethod,
+    query,                           # evaluation triplets (see `evaluate_composed`)
+    gallery=None,                    # gallery images; None: `query.gallery`
+    *,
     batch_size:int=64,               # embedding batch size
-):                                   # eval_fn(method) -> {"R@k": ...} for `Trainer(eval_fn=...)`
-    "An `eval_fn` for the `Trainer` reporting composed Recall@K (and coarse-only Recall@K)"
-    return lambda method: {k: float(v) for k, v in evaluate_composed(method, triplets, ks, batch_size).items()}
+    num_workers:int=0,               # (unused: the triplets are embedded in the main process)
+    ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs (paper: 1, 10, 50)
+)->Callable:                         # eval_fn(method) -> {"R@1": ..., "coarse_R@1": ...} fractions
+    "An `eval_fn` for the `Trainer` reporting composed Recall@K (and coarse-only Recall@K; §4 of CIR-UR)"
+    def eval_fn(method:CIRMethod)->dict:
+        res = evaluate_composed(method, query, ks, batch_size, gallery=gallery)
+        return {k: float(v) for k, v in res.items() if k not in ("n_queries", "n_coarse")}
+    return eval_fn

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'get_device', 'check_choice', 'check_range', 'Config', 'atomic_write', 'save_checkpoint',
-           'load_checkpoint', 'Registry']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'seed_everything', 'get_device', 'check_choice', 'check_range', 'Config',
+           'atomic_write', 'save_checkpoint', 'safe_torch_load', 'load_checkpoint', 'Registry']
 
 # %% ../nbs/00_core.ipynb #2fdb7b39
 def seed_everything(
@@ -47,6 +47,10 @@ def get_device(
         raise ValueError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     if dev.type == "mps" and not _mps_available(): raise ValueError("device 'mps' asked for, but MPS is not available; use device='auto' or 'cpu'")
     return dev
+
+# %% ../nbs/00_core.ipynb #ebbd4dac
+IMAGENET_MEAN = (0.485, 0.456, 0.406)   # per-channel mean (R, G, B) of images in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)    # per-channel standard deviation
 
 # %% ../nbs/00_core.ipynb #ed2e9381
 def check_choice(
@@ -156,26 +160,62 @@ def _fsync_dir(folder:Path):
     except OSError: pass  # some file systems (and Windows) cannot fsync a folder
 
 # %% ../nbs/00_core.ipynb #94cd36af
+from collections import OrderedDict
+
 _CKPT_KEY = "fgr_checkpoint_format"
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size,
+          torch.Tensor, torch.nn.Parameter)   # what `torch.load(weights_only=True)` rebuilds
+
+def _check_plain(x, where:str):
+    "Raise `ValueError` naming the first entry of `x` that `torch.load(weights_only=True)` would refuse"
+    if type(x) in (dict, OrderedDict):
+        for k, v in x.items(): _check_plain(k, f"{where} key {k!r}"); _check_plain(v, f"{where}[{k!r}]")
+    elif type(x) in (list, tuple):
+        for i, v in enumerate(x): _check_plain(v, f"{where}[{i}]")
+    elif type(x) not in _PLAIN:
+        raise ValueError(f"checkpoint {where}: a {type(x).__module__}.{type(x).__qualname__} cannot be stored; a "
+                         "checkpoint holds only tensors, numbers, strings, None, lists, tuples and dicts (what the "
+                         "safe loader reads back)")
 
 def save_checkpoint(
-    state:dict,     # anything `torch.save` takes: state dicts, RNG states, counters
+    state:dict,     # tensors, numbers, strings, None, lists, tuples and dicts: state dicts, RNG states, counters
     path:str|Path,  # destination file, replaced atomically
 )->Path:
-    "Write `state` to `path` atomically (temporary file, fsync, rename)"
+    "Write `state` to `path` atomically (temporary file, fsync, rename); any other type raises `ValueError` first"
     if not isinstance(state, dict): raise ValueError(f"checkpoint state must be a dict, got {type(state).__name__}")
+    _check_plain(state, "state")
     with atomic_write(path, "wb") as f: torch.save({_CKPT_KEY: 1, "state": state}, f)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #c681d80e
+import pickle
+
+def safe_torch_load(
+    path:str|Path,          # a torch file: a checkpoint or weights (.pt, .pth, .ckpt)
+    what:str="file",        # how errors name it: "checkpoint", "checkpoint_path", ...
+    map_location:Any="cpu", # passed to `torch.load`
+)->Any:                     # tensors, numbers, strings, None, lists, tuples and dicts
+    "`torch.load(path, weights_only=True)`: a file needing any other Python object is refused, never unpickled"
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = str(e).split("WeightsUnpickler error:")[-1].strip().split(" was not an allowed")[0].split("\n")[0]
+        raise ValueError(f"{what} {str(path)!r} was refused: it needs a Python object other than tensors, "
+                         f"numbers, strings, lists and dicts ({why}), and loading such objects can run arbitrary "
+                         "code. fgr reads torch files with torch.load(weights_only=True) only; if you trust the "
+                         "file's source, load it yourself and save just its tensors (torch.save(model.state_dict(), "
+                         "path)).") from None
+    except Exception as e:
+        raise ValueError(f"{what} {str(path)!r} is truncated or not a torch file ({type(e).__name__}: {e})") from None
+
+# %% ../nbs/00_core.ipynb #9b0d7fed
 def load_checkpoint(
     path:str|Path,              # file written by `save_checkpoint`
     map_location:Any="cpu",     # passed to `torch.load`
 )->dict:
-    "Read a checkpoint written by `save_checkpoint`; a missing, truncated or foreign file raises `ValueError`"
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try: obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e: raise ValueError(f"checkpoint {str(path)!r} is truncated or not a torch file ({type(e).__name__}: {e})") from None
+    "Read a checkpoint written by `save_checkpoint` (weights only); a missing, refused, cut or foreign file raises"
+    obj = safe_torch_load(path, "checkpoint", map_location)
     if not isinstance(obj, dict) or obj.get(_CKPT_KEY) != 1:
         raise ValueError(f"{str(path)!r} is not an fgr checkpoint (no '{_CKPT_KEY}' marker); was it written by save_checkpoint?")
     return obj["state"]

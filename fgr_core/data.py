@@ -16,11 +16,11 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch.utils.data import Dataset, Sampler
 import torchvision.transforms.v2 as T
 
-from .core import Registry, atomic_write, check_choice, check_range
+from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, atomic_write, check_choice, check_range
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'COMPCARS_VIEWS',
-           'tensor_transform', 'train_transform', 'test_transform', 'make_views', 'MPerClassSampler', 'create_dataset',
+__all__ = ['DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'COMPCARS_VIEWS', 'tensor_transform', 'train_transform',
+           'test_transform', 'make_views', 'MPerClassSampler', 'DistributedMPerClassSampler', 'create_dataset',
            'list_datasets', 'ImageDataset', 'font_dir', 'glyph_font_path', 'render_glyph', 'check_typeface',
            'colour_pairs', 'pose_matrix', 'apply_pose', 'glyph_caption', 'generate_glyphs', 'fgr_cache_dir',
            'load_glyphs', 'GlyphsDataset', 'modification_text', 'make_triplets', 'GlyphTriplets', 'DigitsDataset',
@@ -28,9 +28,6 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'GLYPH_TYPEFACES', 'GLYP
            'fashioniq', 'shoes', 'fashion200k', 'fashion200k_triplets', 'pascal_sentence', 'wikipedia']
 
 # %% ../nbs/01_data.ipynb #e43f78a7
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 def tensor_transform(
     size:int|None=None, # resize the image to (size, size) first; None keeps its size
 )->Callable:            # PIL or tensor (3, H, W) -> float tensor (3, H, W), ImageNet-normalised
@@ -125,6 +122,30 @@ class MPerClassSampler(Sampler):
                 batch += idx[pick].tolist()
             pos += k
             yield batch
+
+# %% ../nbs/01_data.ipynb #5186e218
+class DistributedMPerClassSampler(MPerClassSampler):
+    "`MPerClassSampler` over the global batch; process `rank` yields its contiguous slice of each global batch"
+    def __init__(self,
+        labels:Sequence[int]|torch.Tensor, # (N,) class label per dataset index
+        m:int,                             # samples per class in a global batch
+        batch_size:int,                    # global batch; a multiple of `m` and of `num_replicas`
+        num_replicas:int|None=None,        # processes (None: the DDP world size, 1 without DDP)
+        rank:int|None=None,                # this process, in [0, num_replicas) (None: the DDP rank)
+        generator:torch.Generator|None=None, # randomness; the same seed on every process
+    ):
+        super().__init__(labels, m, batch_size, generator)
+        ddp = torch.distributed.is_available() and torch.distributed.is_initialized()
+        world, me = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if ddp else (1, 0)
+        self.num_replicas, self.rank = world if num_replicas is None else num_replicas, me if rank is None else rank
+        check_range("num_replicas", self.num_replicas, 1); check_range("rank", self.rank, 0, self.num_replicas - 1)
+        if batch_size % self.num_replicas:
+            raise ValueError(f"batch_size={batch_size} (global) must be divisible by the number of processes "
+                             f"({self.num_replicas})")
+
+    def __iter__(self)->Iterator[list[int]]:
+        n = self.batch_size // self.num_replicas
+        for b in super().__iter__(): yield b[self.rank * n:(self.rank + 1) * n]
 
 # %% ../nbs/01_data.ipynb #e3d8168e
 DATASETS = Registry("dataset")

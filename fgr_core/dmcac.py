@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_dmcac.ipynb #75af769e
 from __future__ import annotations
-import math
+import dataclasses, math
 from typing import Callable
 
 import torch
@@ -18,8 +18,8 @@ from .index import DatabaseEmbeddings, topk_union
 
 # %% auto #0
 __all__ = ['stratified_split', 'IndexedSubset', 'split_query_database', 'view_similarities', 'view_distributions',
-           'approximate_retrieval', 'view_ce_loss', 'CrossAttentionClassifier', 'dmcac_total_loss', 'DMCAC', 'dmcac',
-           'cross_attention_map']
+           'approximate_retrieval', 'view_ce_loss', 'CrossAttentionClassifier', 'dmcac_total_loss', 'DMCAC',
+           'DMCACConfig', 'build_dmcac', 'cross_attention_map']
 
 # %% ../nbs/12_dmcac.ipynb #c1fcdc05
 def stratified_split(
@@ -165,7 +165,7 @@ def dmcac_total_loss(
     return sum(b * terms[n] for b, n in used)
 
 # %% ../nbs/12_dmcac.ipynb #3927cf5d
-from .train import Method, register_method
+from .train import Method, MethodConfig, num_classes_of, register_method
 from .backbones import create_image_backbone
 
 def _default_views(x:Tensor, A:int, generator:torch.Generator|None=None)->Tensor:
@@ -175,7 +175,7 @@ def _default_views(x:Tensor, A:int, generator:torch.Generator|None=None)->Tensor
 class DMCAC(Method):
     "DMCAC: view divergence minimisation over a database + cross-attention classification (Eq. 3-20 of DMCAC)"
     def __init__(self,
-        backbone:str|nn.Module,      # `create_image_backbone` name or a module returning (global, regions) or (B, F)
+        image_backbone:str|nn.Module, # `create_image_backbone` name or a module returning (global, regions) or (B, F)
         num_classes:int,             # c, training classes (labels 0..c-1)
         A:int=6,                     # views per query, the original included
         k:int=12,                    # neighbours per view in approximate retrieval
@@ -189,23 +189,28 @@ class DMCAC(Method):
         views_fn:Callable|None=None, # (x (B,3,H,W), A, generator) -> (B, A, 3, H, W); default `make_views`
         seed:int=0,                  # seed of the view augmentations
         pretrained:bool=False,       # with a backbone name: load pretrained weights
-        **backbone_kwargs,           # passed to `create_image_backbone`
+        image_kwargs:dict|None=None, # passed to `create_image_backbone`
+        embed_dim:int=0,             # >0: a linear projection of the backbone feature to this width; 0: none
     ):
         super().__init__()
         check_range("A", A, 2); check_range("k", k, 1); check_choice("retrieval", retrieval, ["approximate", "full"])
         check_range("refresh_every", refresh_every, 1); check_range("temperature", temperature, 0, open_lo=True)
         check_range("num_classes", num_classes, 1); check_range("logit_scale", logit_scale, 0, open_lo=True)
         if len(betas) != 3 or any(b < 0 for b in betas) or not any(betas): raise ValueError(f"betas: expected three non-negative weights (frob, ce, cac), not all 0; got {betas!r}")
-        self.backbone = create_image_backbone(backbone, pretrained=pretrained, **backbone_kwargs) if isinstance(backbone, str) else backbone
+        self.backbone = (create_image_backbone(image_backbone, pretrained=pretrained, **(image_kwargs or {}))
+                         if isinstance(image_backbone, str) else image_backbone)
         dim = getattr(self.backbone, "num_features", None)
-        if not isinstance(dim, int): raise ValueError("backbone: expected a module with an int `num_features` (the embedding size F)")
+        if not isinstance(dim, int):
+            raise ValueError("image_backbone: expected a module with an int `num_features` (the embedding size F)")
+        self.proj = nn.Linear(dim, embed_dim) if embed_dim else None
+        dim = embed_dim or dim
         self.dim, self.num_classes, self.A, self.k, self.retrieval = dim, num_classes, A, k, retrieval
         self.betas, self.temperature, self.refresh_every, self.seed = tuple(float(b) for b in betas), float(temperature), refresh_every, seed
         self.views_fn, self.logit_scale = views_fn or _default_views, float(logit_scale)
         self.view_classifier = nn.Linear(dim, num_classes, bias=False)     # W_q of Eq. 14
         self.cac = CrossAttentionClassifier(dim, num_classes)             # Eq. 16-18
         self.database = DatabaseEmbeddings(every=refresh_every, kind=index_kind, metric="cosine", **(index_kwargs or {}))
-        self.database_loader, self._refresh_due, self._steps, self._Z_D, self._query_mask = None, True, 0, None, None
+        self.database_loader, self._refresh_due, self._Z_D, self._query_mask = None, True, None, None
 
 # %% ../nbs/12_dmcac.ipynb #fc6f6fda
 @patch
@@ -216,12 +221,16 @@ def encode(self:DMCAC,
     out = self.backbone(x)
     g = out[0] if isinstance(out, (tuple, list)) else out
     if g.ndim != 2: raise ValueError(f"backbone: expected a global embedding (N, F), got shape {tuple(g.shape)}")
+    if self.proj is not None: g = self.proj(g)
     return F.normalize(g.float(), dim=-1)
 
 @patch
 def embed(self:DMCAC, batch:dict)->Tensor:
     "(B, F) retrieval embeddings of `batch['image']`"
     return self.encode(batch["image"])
+
+# %% ../nbs/12_dmcac.ipynb #3b54668c
+from .train import broadcast_buffers, embed_dataset
 
 # %% ../nbs/12_dmcac.ipynb #5d39fd66
 @patch
@@ -238,10 +247,11 @@ def set_database(self:DMCAC,
 def refresh_database(self:DMCAC, epoch:int|None=None):
     "Embed the database with the current encoder (eval mode, no grad) and rebuild its index (Eq. 3-4 of DMCAC)"
     if self.database_loader is None: raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the training database D_D")
-    dev, was = next(self.parameters()).device, self.training
-    self.eval()
-    try: self.database.refresh(lambda b: self.encode(b["image"].to(dev)), self.database_loader, epoch=epoch)
-    finally: self.train(was)
+    dev = next(self.parameters()).device
+    broadcast_buffers(self)                               # DDP: every process embeds with process 0's BatchNorm stats
+    e = embed_dataset(self, self.database_loader)         # eval mode, no grad; DDP: sharded over processes, gathered
+    Z, y = e["emb"], e["label"]
+    self.database.refresh(lambda b: b["z"], [{"z": Z, "label": y, "index": torch.arange(len(Z))}], epoch=epoch)
     if self.retrieval == "approximate" and self.k > len(self.database):
         raise ValueError(f"k={self.k} exceeds the database size {len(self.database)}; lower k or enlarge the database")
     self._Z_D, self._refresh_due = self.database.embeddings.to(dev), False
@@ -268,15 +278,15 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     "Named losses of one batch of queries: frob (Eq. 13), ce (Eq. 15), cac (Eq. 19) and their weighted sum (Eq. 20)"
     x, y = batch["image"], torch.as_tensor(batch["label"]).long().to(batch["image"].device)
     if x.ndim != 4: raise ValueError(f"batch['image']: expected (B, 3, H, W), got {tuple(x.shape)}")
+    if (self.betas[0] or self.betas[2]) and (self._refresh_due or self._Z_D is None):  # first: under DDP every
+        self.refresh_database(getattr(self.trainer, "epoch", None))                     # process joins the refresh
     if self._query_mask is not None:                                  # loader over the whole training set: keep D_Q items
         keep = self._query_mask[torch.as_tensor(batch["index"]).long().cpu()].to(x.device)
+        only_db = not bool(keep.any())                                # only database items: a connected zero, computed
+        if only_db: keep[0] = True                                    # on one (same terms and collectives under DDP)
         x, y = x[keep], y[keep]
-        if len(x) == 0: return {"loss": sum(p.sum() * 0 for p in self.parameters())}   # only database items: a connected zero
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes): raise ValueError(f"labels: expected values in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
-    step = self.trainer.global_step if self.trainer is not None else self._steps
-    self._steps += 1
-    gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-    views = self.views_fn(x, self.A, gen)                             # X_A, (B, A, 3, H, W)
+    views = self.views_fn(x, self.A, self.noise_generator(self.seed))   # X_A, (B, A, 3, H, W); distinct per DDP process
     B = x.shape[0]
     Z_A = self.encode(views.flatten(0, 1)).view(B, self.A, -1)          # Eq. 5, (B, A, F)
     b_frob, b_ce, b_cac = self.betas
@@ -288,24 +298,42 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     s = self.logit_scale
     if b_ce: terms["ce"] = view_ce_loss(s * self.view_classifier(Z_A), y)            # Eq. 14-15
     if b_cac: terms["cac"] = view_ce_loss(s * self.cac(Z_A, Z, mask)[0], y)          # Eq. 16-19
+    if self._query_mask is not None and only_db:
+        zero = sum(p.sum() * 0 for p in self.parameters())
+        return {"loss": zero + dmcac_total_loss(terms, self.betas) * 0, **{k: v * 0 for k, v in terms.items()}}
     return {"loss": dmcac_total_loss(terms, self.betas), **terms}
 
 # %% ../nbs/12_dmcac.ipynb #753b810b
-@register_method
-def dmcac(
-    num_classes:int,               # training classes
-    train_dataset=None,            # training set with `.labels`; split into D_Q / D_D when given
-    database_fraction:float=0.2,   # share of each class in D_D (paper: 0.2)
-    split_seed:int=0,              # seed of the split
-    database_batch_size:int=256,   # batch size when embedding the database
-    **kwargs,                      # `DMCAC` arguments (backbone, A, k, retrieval, betas, ...)
-)->DMCAC:
-    "Registered factory: a `DMCAC` whose database is a stratified share of `train_dataset` (§4.1 of DMCAC)"
-    kwargs.setdefault("backbone", "vit_small_patch16_224")
-    m = DMCAC(num_classes=num_classes, **kwargs)
+@dataclasses.dataclass
+class DMCACConfig(MethodConfig):
+    "DMCAC's options (§4.1 of DMCAC) on the shared backbone block; `betas` switches the loss terms (Table 2)"
+    embed_dim:int=0                # >0: project the backbone feature to this width; 0: the backbone's feature (paper)
+    num_classes:int=0              # training classes; 0: `train_dataset.num_classes`
+    A:int=6                        # views per query, the original included
+    k:int=12                       # neighbours per view in approximate retrieval
+    retrieval:str="approximate"    # "approximate" (Eq. 8-10) or "full" (Eq. 6-7)
+    betas:tuple=(1., 1., 1.)       # (beta_frob, beta_ce, beta_cac) of Eq. 20
+    temperature:float=1.0          # softmax temperature of Eq. 7/10
+    logit_scale:float=1.0          # multiplies the class logits of Eq. 14 and Eq. 18
+    refresh_every:int=15           # re-embed the database every R epochs
+    index_kind:str="flat"          # FAISS index for approximate retrieval: "flat", "ivf", "hnsw"
+    index_kwargs:dict=dataclasses.field(default_factory=dict)  # more `EmbeddingIndex` options
+    seed:int=0                     # seed of the view augmentations
+    database_fraction:float=0.2    # share of each class in the database D_D (paper: 0.2)
+    split_seed:int=0               # seed of the D_Q / D_D split
+    database_batch_size:int=256    # batch size when embedding the database
+
+@register_method("dmcac", DMCACConfig)
+@register_method("dmcac_ce", DMCACConfig, betas=(0., 1., 0.))
+def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
+    "A `DMCAC` with a stratified share of `train_dataset` as database (§4.1); `dmcac_ce`: CE only (Table 2)"
+    c = config
+    m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas,
+              c.temperature, c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed,
+              pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim)
     if train_dataset is not None:
-        q, d = split_query_database(train_dataset, database_fraction, torch.Generator().manual_seed(split_seed))
-        m.set_database(d, batch_size=database_batch_size)
+        q, d = split_query_database(train_dataset, c.database_fraction, torch.Generator().manual_seed(c.split_seed))
+        m.set_database(d, batch_size=c.database_batch_size)
         m._query_mask = torch.zeros(len(train_dataset), dtype=torch.bool).index_fill_(0, q.ids, True)
     return m
 

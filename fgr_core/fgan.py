@@ -5,7 +5,7 @@
 # %% ../nbs/14_fgan.ipynb #d1d8703d
 from __future__ import annotations
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,18 +13,18 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn, Tensor
 
-from .core import Config, check_choice, check_range
-from .backbones import create_image_backbone, create_text_encoder, imagenet_soft_labels
+from .core import check_choice, check_range
+from .backbones import create_image_backbone, imagenet_soft_labels, masked_mean
 from .divergences import gaussian_kl, symmetric_kl_similarity
 from .metrics import map_all, precision_at_k
 from .topk import TopKRegionEmbedding, hard_topk_indicators, select_regions
-from .train import Method, register_method
+from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
 # %% auto #0
 __all__ = ['text_regions', 'gap_regions', 'LabelDistributionVAE', 'FineGrainedEncoder', 'cosine_distance', 'relation_masks',
            'select_fgcl_triplets', 'triplet_hinge', 'fgcl_loss', 'pseudo_soft_labels', 'vae_loss', 'alignment_loss',
-           'fgla_loss', 'joint_similarity', 'ranking_metrics', 'FGANConfig', 'FGAN', 'fgan_retrieval', 'make_fgan_eval',
-           'collate_pairs', 'fgan']
+           'fgla_loss', 'joint_similarity', 'ranking_metrics', 'FGANConfig', 'FGAN', 'fgan_retrieval', 'collate_pairs',
+           'build_fgan']
 
 # %% ../nbs/14_fgan.ipynb #ce798fcc
 def text_regions(
@@ -49,9 +49,7 @@ def gap_regions(
 )->Tensor:                   # (B, D) pooled representation r-hat
     "Global average pooling over the real regions (Eq. 10 of FGAN)"
     if X.dim() != 3: raise ValueError(f"expected regions (B, N, D), got shape {tuple(X.shape)}")
-    if mask is None: return X.mean(1)
-    m = mask.to(X.dtype).unsqueeze(-1)                                 # (B, N, 1)
-    return (X * m).sum(1) / m.sum(1).clamp_min(1.0)
+    return X.mean(1) if mask is None else masked_mean(X, mask.bool())
 
 # %% ../nbs/14_fgan.ipynb #10b323bd
 class LabelDistributionVAE(nn.Module):
@@ -112,11 +110,12 @@ class FineGrainedEncoder(nn.Module):
         self.ld = LabelDistributionVAE(dim, latent_dim, hidden_dim, num_labels, variational)
 
 # %% ../nbs/14_fgan.ipynb #6a53770a
-def _fge_forward(self:FineGrainedEncoder,
-                 X:Tensor,                              # (B, N_r, D) regions
-                 mask:Tensor|None=None,                 # (B, N_r) bool, True on real regions
-                 generator:torch.Generator|None=None,   # noise of the top-K and the VAE
-                )->dict:                                # x (B, d_x), log_g (B, L), r_hat (B, D), scores (B, N_r), indicators (B, K, N_r), VAE terms
+@patch
+def forward(self:FineGrainedEncoder,
+            X:Tensor,                              # (B, N_r, D) regions
+            mask:Tensor|None=None,                 # (B, N_r) bool, True on real regions
+            generator:torch.Generator|None=None,   # noise of the top-K and the VAE
+           )->dict:                     # x (B, d_x), log_g (B, L), r_hat (B, D), scores (B, N_r), indicators, VAE terms
     if X.dim() != 3 or X.shape[1] != self.num_regions:
         raise ValueError(f"expected regions (B, {self.num_regions}, D), got shape {tuple(X.shape)}")
     out = {}
@@ -130,8 +129,6 @@ def _fge_forward(self:FineGrainedEncoder,
     else: out["x"] = self.W_r(gap_regions(X, mask))                                            # GAP instead of E_re
     r_hat = gap_regions(X, mask)                                                               # Eq. 10
     return {**out, "r_hat": r_hat, **self.ld(r_hat, generator)}                                # Eq. 11
-
-FineGrainedEncoder.forward = _fge_forward
 
 # %% ../nbs/14_fgan.ipynb #5dfabcf2
 def cosine_distance(
@@ -316,10 +313,10 @@ def ranking_metrics(
 
 # %% ../nbs/14_fgan.ipynb #67e9b3bb
 @dataclasses.dataclass
-class FGANConfig(Config):
+class FGANConfig(CrossModalConfig):
     "FGAN hyper-parameters (paper values by default) and Table 4 ablation switches"
-    image_backbone:str="small_cnn"   # fgr_core image backbone (paper: VGG-19 / ViT)
-    pretrained:bool=False            # pretrained image weights (offline for efficientnet_lite0)
+    image_backbone:str="efficientnet_lite0" # fgr_core image backbone (paper: VGG-19 / ViT)
+    pretrained:bool=True             # pretrained image weights (offline for efficientnet_lite0)
     image_kwargs:dict=dataclasses.field(default_factory=dict)  # backbone kwargs (small_cnn: width, image_size)
     image_size:int=64                # input side, fixes the number of image regions
     text_encoder:str="gru"           # "gru" (Doc2Vec's stand-in) or "all_minilm_l6_v2" (BERT's)
@@ -348,6 +345,7 @@ class FGANConfig(Config):
     seed:int=0                       # noise of the top-K / VAE / random labels
 
     def check(self):
+        super().check()
         check_choice("region", self.region, ["topk", "gap", "random"]); check_choice("triplets", self.triplets, ["selective", "all"])
         check_choice("pseudo_labels", self.pseudo_labels, ["soft", "onehot", "random"])
         for f in ("image_ratio", "text_ratio"): check_range(f, getattr(self, f), 0, 1, open_lo=True)
@@ -365,17 +363,14 @@ class FGAN(Method):
         super().__init__()
         self.config = c = config or FGANConfig()
         self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **c.image_kwargs)
-        if c.text_encoder == "gru" and texts is None and "vocab" not in c.text_kwargs: raise ValueError("FGAN with the gru text encoder needs texts=[training captions] (or text_kwargs={'vocab': ...})")
-        tkw = dict(c.text_kwargs, **({"texts": list(texts)} if c.text_encoder == "gru" and "vocab" not in c.text_kwargs else {}))
-        self.text = create_text_encoder(c.text_encoder, **tkw)
-        if not c.train_text: self.text.requires_grad_(False)
+        self.text = c.make_text_encoder(texts)
         with torch.no_grad(): self.image_grid = tuple(self._image_map(torch.zeros(1, 3, c.image_size, c.image_size)).shape[-2:])
         n_v, d_v, d_t = self.image_grid[0] * self.image_grid[1], self.image.num_features, self.text.num_features
         kw = dict(out_dim=c.embed_dim, region=c.region, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,
                   hidden_dim=c.hidden_dim, num_labels=1000, variational=c.variational)
         self.fge_v = FineGrainedEncoder(d_v, n_v, ratio=c.image_ratio, **kw)
         self.fge_t = FineGrainedEncoder(d_t, 1 + c.max_words, ratio=c.text_ratio, **kw)
-        self.pseudo_table, self._steps = None, 0
+        self.pseudo_table = None
 
     def _image_map(self, images:Tensor)->Tensor: # (B, C, h', w') feature map (or tokens for transformers)
         f = self.image.forward_features(images)
@@ -385,10 +380,6 @@ class FGAN(Method):
         return f
 
 # %% ../nbs/14_fgan.ipynb #975742cf
-def _gen(self:FGAN)->torch.Generator:
-    step = self.trainer.global_step if self.trainer is not None else self._steps
-    return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-
 @patch
 def encode_images(self:FGAN, images:Tensor, generator:torch.Generator|None=None)->dict: # FGE outputs, x (B, d_x), log_g (B, 1000), ...
     "Image FGE: backbone regions (Eq. 1) -> region embedding and label distribution"
@@ -426,8 +417,7 @@ def pseudo_labels_of(self:FGAN, batch:dict, generator:torch.Generator|None=None)
 @patch
 def training_step(self:FGAN, batch:dict)->dict[str, Tensor]:
     "Named losses of one batch of golden pairs; 'loss' = L_FGCL + mu L_FGLA (Eq. 28 of FGAN)"
-    c, g = self.config, _gen(self)
-    self._steps += 1
+    c, g = self.config, self.noise_generator(self.config.seed)
     img, texts, y = batch["image"], list(batch["text"]), torch.as_tensor(batch["label"]).long().to(batch["image"].device)
     if len(texts) != len(img) or len(y) != len(img): raise ValueError(f"batch: expected as many texts and labels as images ({len(img)}), got {len(texts)} and {len(y)}")
     ov, ot = self.encode_images(img, g), self.encode_texts(texts, g)
@@ -440,28 +430,21 @@ def training_step(self:FGAN, batch:dict)->dict[str, Tensor]:
 
 @patch
 def embed(self:FGAN, batch:dict)->Tensor: # (B, d_x) L2-normalised image region embeddings
-    "Image region embeddings (for generic label-based evaluation); use `embed_pairs` for cross-modal retrieval"
+    "Image region embeddings (for generic label-based evaluation); `pair_features` for cross-modal retrieval"
     return F.normalize(self.encode_images(batch["image"])["x"], dim=-1)
 
 # %% ../nbs/14_fgan.ipynb #fbdf1e63
 @patch
-@torch.no_grad()
-def embed_pairs(self:FGAN, loader)->dict[str, Tensor]: # x_v, x_t (N, d_x), g_v, g_t (N, 1000), s_v (N, h'w'), s_t (N, 1 + max_words), labels (N,)
-    "Eval-mode FGE outputs of every image-text pair of `loader` (CPU tensors, loader order)"
-    was, dev = self.training, next(self.parameters()).device
-    self.eval(); acc = {}
-    try:
-        for b in loader:
-            ov, ot = self.encode_images(b["image"].to(dev)), self.encode_texts(list(b["text"]))
-            part = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp(), "labels": torch.as_tensor(b["label"])}
-            if "scores" in ov: part["s_v"], part["s_t"] = ov["scores"], ot["scores"]
-            for k, v in part.items(): acc.setdefault(k, []).append(v.float().cpu() if v.is_floating_point() else v.cpu())
-    finally: self.train(was)
-    return {k: torch.cat(v) for k, v in acc.items()}
+def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x), g_v, g_t (B, 1000), s_v, s_t (scores)
+    "FGE outputs of a batch of image-text pairs, both modalities (call in eval mode, e.g. through `embed_dataset`)"
+    ov, ot = self.encode_images(batch["image"]), self.encode_texts(list(batch["text"]))
+    out = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp()}
+    if "scores" in ov: out["s_v"], out["s_t"] = ov["scores"], ot["scores"]
+    return out
 
 def fgan_retrieval(
-    query:dict,            # `embed_pairs` of the query set
-    support:dict,          # `embed_pairs` of the support (gallery) set
+    query:dict,            # `pair_features` of the query set with "label" (`embed_dataset`)
+    support:dict,          # `pair_features` of the support (gallery) set with "label"
     modes:Sequence[str]=("re", "ld", "jr"), # similarity modes
     prec_k:int=100,        # Prec@k cut-off
 )->dict[str, float]:       # {"JR/I2T/mAP@all": ..., "JR/T2I/Prec@100": ..., "JR/Avg/mAP@all": ...}
@@ -470,13 +453,27 @@ def fgan_retrieval(
     for mode in modes:
         for d, (qx, qg, sx, sg) in (("I2T", ("x_v", "g_v", "x_t", "g_t")), ("T2I", ("x_t", "g_t", "x_v", "g_v"))):
             sim = joint_similarity(query[qx], query[qg], support[sx], support[sg], mode)
-            for k, v in ranking_metrics(sim, query["labels"], support["labels"], prec_k).items(): out[f"{mode.upper()}/{d}/{k}"] = v
+            for k, v in ranking_metrics(sim, query["label"], support["label"], prec_k).items():
+                out[f"{mode.upper()}/{d}/{k}"] = v
         for k in ("mAP@all", f"Prec@{prec_k}"): out[f"{mode.upper()}/Avg/{k}"] = (out[f"{mode.upper()}/I2T/{k}"] + out[f"{mode.upper()}/T2I/{k}"]) / 2
     return out
 
-def make_fgan_eval(query_loader, support_loader, modes:Sequence[str]=("re", "ld", "jr"), prec_k:int=100):
-    "An `eval_fn` for `Trainer`: `fgan_retrieval` of the query set against the support set"
-    return lambda method: fgan_retrieval(method.embed_pairs(query_loader), method.embed_pairs(support_loader), modes, prec_k)
+@patch
+def make_eval_fn(self:FGAN,
+    query,                          # image-text pairs (items with "image", "text", "label")
+    gallery=None,                   # support set; None: `query` itself (every image against every caption)
+    *,
+    batch_size:int=256,             # embedding batch size
+    num_workers:int=0,              # DataLoader workers
+    modes:Sequence[str]=("re", "ld", "jr"), # similarity modes (Eq. 29-31)
+    prec_k:int=100,                 # Prec@k cut-off
+)->Callable:                        # eval_fn(model) -> {"JR/I2T/mAP@all": ..., "JR/Avg/Prec@100": ...} fractions
+    "An `eval_fn` for the `Trainer`: zero-shot I2T and T2I retrieval of `query` against `gallery` (`fgan_retrieval`)"
+    def eval_fn(model:FGAN)->dict:
+        emb = lambda ds: embed_dataset(model, ds, model.pair_features, batch_size, num_workers, collate_pairs)
+        q = emb(query)
+        return fgan_retrieval(q, emb(gallery) if gallery is not None else q, modes, prec_k)
+    return eval_fn
 
 # %% ../nbs/14_fgan.ipynb #c9159ce6
 def collate_pairs(items:Sequence[dict])->dict: # image (B, 3, H, W), text list[str], label (B,), index (B,)
@@ -487,10 +484,10 @@ def collate_pairs(items:Sequence[dict])->dict: # image (B, 3, H, W), text list[s
     if "pseudo_label" in items[0]: out["pseudo_label"] = torch.stack([it["pseudo_label"] for it in items])
     return out
 
-@register_method
-def fgan(texts:Sequence[str]|None=None, train_dataset=None, **kwargs)->FGAN:
-    "Registered factory: an `FGAN` from `FGANConfig` fields; captions from `texts` or `train_dataset`"
-    if texts is None and train_dataset is not None:
-        t = getattr(train_dataset, "texts", None)
-        texts = list(t) if t is not None else [train_dataset[i]["text"] for i in range(len(train_dataset))]
-    return FGAN(FGANConfig.from_dict(kwargs, where="fgan"), texts)
+@patch(cls_method=True)
+def collate(cls:FGAN, items:list)->dict: return collate_pairs(items)   # fgr-train's loaders batch pairs
+
+@register_method("fgan", FGANConfig)
+def build_fgan(config:FGANConfig, train_dataset=None)->FGAN:
+    "An `FGAN` from `FGANConfig` fields; the gru builds its vocabulary from `train_dataset`'s captions"
+    return FGAN(config, training_texts(train_dataset) if config.text_encoder == "gru" else None)

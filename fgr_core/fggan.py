@@ -5,7 +5,7 @@
 # %% ../nbs/11_fggan.ipynb #f6731615
 from __future__ import annotations
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -13,16 +13,18 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor, nn
 
-from .core import Config, check_choice, check_range
-from .train import Method
+from fastcore.basics import patch
+from .core import IMAGENET_MEAN, IMAGENET_STD, check_choice, check_range
+from .metrics import evaluate_retrieval
+from .train import Method, MethodConfig, embed_dataset, num_classes_of, register_method
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'VARIANTS', 'mac_pool', 'spoc_pool', 'crow_pool', 'largest_component_mask', 'scda_pool', 'aggregate',
            'Generator', 'Discriminator', 'discriminator_loss', 'normalizer_pairs', 'Normalizer',
            'feature_reconstruction', 'normalizer_loss', 'SemanticEmbedding', 'semantic_loss',
-           'create_semantic_embedding', 'evaluator_objective', 'FGGANConfig', 'FGGAN', 'fggan_features',
-           'fggan_feature_sets', 'fggan_optimizers', 'optimizer_step_fn', 'generator_loss', 'alternating_step',
-           'canonical_views']
+           'create_semantic_embedding', 'FGGANConfig', 'FGGAN', 'fggan_features', 'fggan_feature_sets',
+           'fggan_optimizers', 'optimizer_step_fn', 'generator_loss', 'alternating_step', 'canonical_views',
+           'build_fggan']
 
 # %% ../nbs/11_fggan.ipynb #cbcfee1d
 def _check_fmap(fmap:Tensor):
@@ -258,37 +260,27 @@ def create_semantic_embedding(
     num_classes:int=10,     # training classes
     pretrained:bool=True,   # ImageNet weights (offline for efficientnet_lite0)
     embed_dim:int=512,      # fc feature size
+    image_kwargs:dict|None=None, # more `create_image_backbone` arguments (e.g. {"train_stages": 1})
 )->SemanticEmbedding:
     "Build `S` around a named backbone (efficientnet_lite0 by default, vgg16 as in the paper)"
     if isinstance(backbone, nn.Module): net = backbone
     else:
         from fgr_core.backbones import create_image_backbone
-        net = create_image_backbone(backbone, pretrained=pretrained)
+        net = create_image_backbone(backbone, pretrained=pretrained, **(image_kwargs or {}))
     if not hasattr(net, "forward_features") or not hasattr(net, "num_features"):
         raise ValueError(f"backbone must have forward_features and num_features, got {type(net).__name__}")
     return SemanticEmbedding(net, num_classes, embed_dim)
-
-# %% ../nbs/11_fggan.ipynb #d4b8fdff
-def evaluator_objective(
-    d_loss:Tensor,    # L_D(x), Eq. 4
-    n_loss:Tensor,    # L_N(x, x_c), Eq. 5
-    s_loss:Tensor,    # L_S(x), Eq. 6
-    gamma:float|tuple[float, float, float]=1.0, # equal weights, or (gamma_D, gamma_N, gamma_S)
-)->Tensor:
-    "Eq. 3 of FGGAN: E = gamma_D L_D + gamma_N L_N + gamma_S L_S"
-    gd, gn, gs = (gamma,) * 3 if isinstance(gamma, (int, float)) else gamma
-    return gd * d_loss + gn * n_loss + gs * s_loss
 
 # %% ../nbs/11_fggan.ipynb #f5765d84
 VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
 
 @dataclasses.dataclass
-class FGGANConfig(Config):
-    "Hyper-parameters of FGGAN (§3.5) and the module set (Table 3)"
+class FGGANConfig(MethodConfig):
+    "Hyper-parameters of FGGAN (§3.5) and the module set (Table 3); the backbone block is S's"
+    embed_dim:int=512           # S's fc feature size
+    num_classes:int=0           # training classes; 0: `train_dataset.num_classes`
+    canonical_view:str="canonical" # x_c: the dataset's canonical render, or a viewpoint such as "front"
     modules:str="GDNS"          # one of VARIANTS
-    backbone:str="efficientnet_lite0"
-    pretrained:bool=True
-    embed_dim:int=512
     g_width:int=32; g_depth:int=3
     g_residual:bool=False       # G predicts a correction x_z = x + G'(x) (our option, see `Generator`)
     d_width:int=32; d_depth:int=3
@@ -305,7 +297,7 @@ class FGGANConfig(Config):
     aggregation:str="fc"        # retrieval feature: fc, mac, spoc, crow, scda
 
     def check(self):
-        check_choice("modules", self.modules, VARIANTS)
+        super().check(); check_choice("modules", self.modules, VARIANTS)
         check_choice("aggregation", self.aggregation, ["fc", *AGGREGATIONS])
         check_range("feature_layer", self.feature_layer, 1, self.n_depth)
         for f in ("lr", "lr_s"): check_range(f, getattr(self, f), 0, open_lo=True)
@@ -319,10 +311,11 @@ class FGGAN(Method):
                  num_classes:int,                 # training classes (S's classifier)
                  canonical:Tensor|None=None,      # (num_classes, 3, H, W) canonical view x_c of each class
                  config:FGGANConfig|None=None,    # hyper-parameters and module set
-                 backbone:nn.Module|None=None):   # S's backbone (default: built from `config.backbone`)
+                 backbone:nn.Module|None=None):   # S's backbone (default: built from `config.image_backbone`)
         super().__init__()
         self.config = c = config or FGGANConfig()
-        self.S = create_semantic_embedding(backbone if backbone is not None else c.backbone, num_classes, c.pretrained, c.embed_dim)
+        self.S = create_semantic_embedding(backbone if backbone is not None else c.image_backbone, num_classes,
+                                           c.pretrained, c.embed_dim, c.image_kwargs)
         m = c.modules
         self.G = Generator(3, c.g_width, c.g_depth, c.slope, c.g_residual) if "G" in m else None
         self.D = Discriminator(3, c.d_width, c.d_depth, c.slope) if "D" in m else None
@@ -364,26 +357,21 @@ def fggan_features(
     return out["fc"] if agg == "fc" else aggregate(out["conv"], agg)
 
 # %% ../nbs/11_fggan.ipynb #a59a21ef
-@torch.no_grad()
 def fggan_feature_sets(
     model:FGGAN,
-    loader,                          # batches {"image": (B, 3, H, W), "label": (B,)}
+    data,                            # dataset or loader of {"image": (3, H, W), ...} items
     kinds=("fc", *AGGREGATIONS),     # feature kinds to compute
     use_generator:bool=True,         # S(G(x)) (FGGAN) or S(x) (baselines)
-    device:str|torch.device="cpu",
-)->tuple[dict[str, Tensor], Tensor]: # {kind: (N, D_kind)} on CPU, labels (N,)
-    "All retrieval features of a dataset in one pass (§3.6 of FGGAN)"
+    batch_size:int=256,              # with a dataset
+    num_workers:int=0,               # with a dataset
+)->dict[str, Tensor]:                # {kind: (N, D_kind)} on CPU, + "label" (N,) when the items have labels
+    "All retrieval features of a dataset in one pass through G and S (§3.6 of FGGAN), via `embed_dataset`"
     for k in kinds: check_choice("kinds", k, ["fc", *AGGREGATIONS])
-    was = model.training; model.eval()
-    feats, labels = {k: [] for k in kinds}, []
-    try:
-        for batch in loader:
-            x = batch["image"].to(device)
-            out = model.S(model.generate(x) if use_generator else x)
-            for k in kinds: feats[k].append((out["fc"] if k == "fc" else aggregate(out["conv"], k)).float().cpu())
-            labels.append(torch.as_tensor(batch["label"]).long())
-    finally: model.train(was)
-    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels)
+    def fn(batch):
+        x = batch["image"]
+        out = model.S(model.generate(x) if use_generator else x)
+        return {k: out["fc"] if k == "fc" else aggregate(out["conv"], k) for k in kinds}
+    return embed_dataset(model, data, fn, batch_size, num_workers)
 
 # %% ../nbs/11_fggan.ipynb #4dae90a6
 def _opt(params, lr, c):
@@ -477,15 +465,17 @@ def alternating_step(
     return out
 
 # %% ../nbs/11_fggan.ipynb #9ea8dd41
-def _configure_optimizers(self:FGGAN): return fggan_optimizers(self)
-def _training_step(self:FGGAN, batch:dict)->dict[str, Tensor]:
+@patch
+def configure_optimizers(self:FGGAN)->dict: return fggan_optimizers(self)
+
+@patch
+def training_step(self:FGGAN, batch:dict)->dict[str, Tensor]:
     return alternating_step(self, batch, list(self.trainer.optimizers), self.backward_step)
-def _embed(self:FGGAN, batch:dict)->Tensor: return fggan_features(self, batch["image"])
-FGGAN.configure_optimizers, FGGAN.training_step, FGGAN.embed = _configure_optimizers, _training_step, _embed
+
+@patch
+def embed(self:FGGAN, batch:dict)->Tensor: return fggan_features(self, batch["image"])   # (B, D) retrieval feature
 
 # %% ../nbs/11_fggan.ipynb #58dbbd08
-_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
 def canonical_views(
     dataset,                  # items {"image", "label", optional "view"}; or has `.canonical_images`
     view:str|None=None,       # viewpoint to use (e.g. "front"); None: `.canonical_images` or the first item per class
@@ -513,6 +503,40 @@ def canonical_views(
     imgs = imgs.float()
     if normalize is None: normalize = bool(imgs.min() >= 0 and imgs.max() <= 1)
     if normalize:
-        m, s = (torch.tensor(v, dtype=imgs.dtype)[None, :, None, None] for v in _IMAGENET)
+        m, s = (torch.tensor(v, dtype=imgs.dtype)[None, :, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
         imgs = (imgs - m) / s
     return imgs
+
+# %% ../nbs/11_fggan.ipynb #f2753a03
+@register_method("fggan", FGGANConfig)
+@register_method("fggan_s", FGGANConfig, modules="S")
+def build_fggan(config:FGGANConfig, train_dataset=None)->FGGAN:
+    "FGGAN (or a Table 3 variant) with the canonical views of `train_dataset`"
+    canonical = canonical_views(train_dataset, config.canonical_view) if train_dataset is not None else None
+    return FGGAN(num_classes_of(config.num_classes, train_dataset), canonical, config)
+
+# %% ../nbs/11_fggan.ipynb #9bd7b3ad
+@patch
+def make_eval_fn(self:FGGAN,
+    query,                         # test queries (items with "image", "label")
+    gallery=None,                  # gallery (the paper: the training set); None: leave-one-out within `query`
+    *,
+    batch_size:int=256,            # embedding batch size
+    num_workers:int=0,             # DataLoader workers
+    ks:tuple=(5, 10, 20),          # cut-offs of mAP@k and P@k
+    kinds:tuple=("fc", *AGGREGATIONS), # feature kinds evaluated
+    metric:str="l2",               # distance (§4.1: Euclidean)
+)->Callable:                       # eval_fn(model) -> {"mAP@5": ..., "P@5": ..., "fc/mAP@5": ..., "mac/P@5": ...}
+    "mAP@k and P@k of every feature kind (§4.1 of FGGAN); the unprefixed keys are `config.aggregation`'s"
+    def eval_fn(model:FGGAN)->dict:
+        kk = tuple(dict.fromkeys((*kinds, model.config.aggregation)))
+        feats = lambda ds: fggan_feature_sets(model, ds, kk, batch_size=batch_size, num_workers=num_workers)
+        q, g = feats(query), feats(gallery) if gallery is not None else {}
+        out = {}
+        for k in kk:
+            r = evaluate_retrieval(q[k], q["label"], g.get(k), g.get("label"), ks=ks, metrics=("map_at_k", "precision"),
+                                   metric=metric)
+            out.update({f"{k}/{n}": v for n, v in r.items()})
+            if k == model.config.aggregation: out.update(r)
+        return out
+    return eval_fn

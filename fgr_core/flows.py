@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
+from fastcore.basics import patch
 from torch import nn, Tensor
 from nflows.distributions.base import Distribution
 from nflows.flows.base import Flow
@@ -78,23 +79,27 @@ class ClassConditionalGaussian(Distribution):
         self.log_scales = nn.Parameter(torch.full((num_classes, features), float(init_log_scale)), requires_grad=learn_scale)  # (C, d)
 
 # %% ../nbs/04_flows.ipynb #6cdbdf01
-def _ccg_check_labels(self:ClassConditionalGaussian, y)->Tensor:
+@patch
+def _check_labels(self:ClassConditionalGaussian, y)->Tensor:
     if y is None: raise ValueError("context: expected class labels (LongTensor (B,)), got None")
     y = torch.as_tensor(y)
     if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32): raise ValueError(f"context: expected integer labels of shape (B,), got {tuple(y.shape)} {y.dtype}")
     if y.numel() and (y.min() < 0 or y.max() >= self.num_classes): raise ValueError(f"context: labels must be in [0, {self.num_classes - 1}], got min {int(y.min())}, max {int(y.max())}")
     return y.long().to(self.means.device)
 
-def _ccg_log_prob(self:ClassConditionalGaussian, inputs:Tensor, context)->Tensor:
+@patch
+def _log_prob(self:ClassConditionalGaussian, inputs:Tensor, context)->Tensor:
     y = self._check_labels(context)
     if inputs.dim() != 2 or inputs.shape[1] != self.features: raise ValueError(f"inputs: expected (B, {self.features}), got {tuple(inputs.shape)}")
     mu, ls = self.means[y], self.log_scales[y]                          # (B, d) each
     u = (inputs - mu) * torch.exp(-ls)                                  # standardised latent (B, d)
     return -(ls + 0.5 * math.log(2 * math.pi) + 0.5 * u ** 2).sum(-1)   # (B,)
 
-def _ccg_mean(self:ClassConditionalGaussian, context)->Tensor: return self.means[self._check_labels(context)]
+@patch
+def _mean(self:ClassConditionalGaussian, context)->Tensor: return self.means[self._check_labels(context)]
 
-def _ccg_sample(self:ClassConditionalGaussian,
+@patch
+def sample(self:ClassConditionalGaussian,
     num_samples:int,               # n draws per label
     context=None,                  # (K,) class labels
     temperature:float=1.0,         # tau: scales s_c; < 1 stays near the mode
@@ -109,9 +114,6 @@ def _ccg_sample(self:ClassConditionalGaussian,
     eps = _truncated_normal((len(y), num_samples, self.features), truncation, generator, dtype=self.means.dtype)
     eps = eps.to(self.means.device)
     return self.means[y][:, None] + temperature * torch.exp(self.log_scales[y])[:, None] * eps
-
-ClassConditionalGaussian._check_labels, ClassConditionalGaussian._log_prob = _ccg_check_labels, _ccg_log_prob
-ClassConditionalGaussian._mean, ClassConditionalGaussian.sample = _ccg_mean, _ccg_sample
 
 # %% ../nbs/04_flows.ipynb #ddfe1e1f
 class ClassConditionalFlow(Flow):
@@ -152,7 +154,8 @@ class ClassConditionalFlow(Flow):
         return self._transform.inverse(z)
 
 # %% ../nbs/04_flows.ipynb #7a23cc5f
-def _ccf_nll(self:ClassConditionalFlow,
+@patch
+def nll(self:ClassConditionalFlow,
     x:Tensor,               # (B, d) features
     y:Tensor,               # (B,) class labels
     unit:str="nats_per_dim",# "nats", "nats_per_dim" or "bits_per_dim"
@@ -164,7 +167,8 @@ def _ccf_nll(self:ClassConditionalFlow,
     if unit != "nats": out = out / (self.features * (math.log(2) if unit == "bits_per_dim" else 1.0))
     return out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out
 
-def _ccf_sample(self:ClassConditionalFlow,
+@patch
+def sample(self:ClassConditionalFlow,
     num_samples:int,               # n per label
     context=None,                  # (K,) class labels
     temperature:float=1.0,         # tau (< 1: high-density region)
@@ -175,5 +179,3 @@ def _ccf_sample(self:ClassConditionalFlow,
     z = self.prior.sample(num_samples, context=context, temperature=temperature, truncation=truncation, generator=generator)
     K, n, d = z.shape
     return self.inverse(z.reshape(K * n, d))[0].reshape(K, n, d)
-
-ClassConditionalFlow.nll, ClassConditionalFlow.sample = _ccf_nll, _ccf_sample

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_gapan.ipynb #645c72bd
 from __future__ import annotations
-import math
+import dataclasses, math
 
 import torch
 import torch.nn.functional as F
@@ -13,11 +13,11 @@ from torch import nn, Tensor
 from .core import check_choice, check_range
 from .flows import ClassConditionalFlow
 from .backbones import create_image_backbone, EmbeddingHead
-from .train import Method, make_optimizer, register_method
+from .train import Method, MethodConfig, make_optimizer, num_classes_of, register_method
 
 # %% auto #0
 __all__ = ['appearance_anchors', 'prior_alignment_loss', 'NormSoftmaxLoss', 'ProxyAnchorLoss', 'EmbeddingModel', 'NormSoftmax',
-           'ProxyAnchor', 'GAPan']
+           'ProxyAnchor', 'GAPan', 'GAPanConfig', 'build_gapan']
 
 # %% ../nbs/10_gapan.ipynb #1a724bdb
 def appearance_anchors(
@@ -108,17 +108,18 @@ class EmbeddingModel(Method):
     "Backbone -> embedding head -> f (B, d); `embed` gives e = f/|f|; subclasses add the loss"
     def __init__(self,
         num_classes:int,               # C seen (training) classes
-        backbone:str|nn.Module="efficientnet_lite0", # registry name or a module returning (global, regions)
+        image_backbone:str|nn.Module="efficientnet_lite0", # registry name or a module returning (global, regions)
         pretrained:bool=True,          # load the backbone's pretrained weights (offline for efficientnet_lite0)
-        embedding_dim:int=128,         # d
+        embed_dim:int=128,             # d
         new_lr_mult:float=10.0,        # lr of head/loss/flow parameters relative to the backbone's
-        backbone_kwargs:dict|None=None,# passed to `create_image_backbone`
+        image_kwargs:dict|None=None,   # passed to `create_image_backbone`
     ):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 2: raise ValueError(f"num_classes: expected an int >= 2, got {num_classes!r}")
-        self.backbone = create_image_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {})) if isinstance(backbone, str) else backbone
-        self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, normalize=False, bn=True)
-        self.num_classes, self.embedding_dim, self.new_lr_mult = num_classes, embedding_dim, new_lr_mult
+        self.backbone = (create_image_backbone(image_backbone, pretrained=pretrained, **(image_kwargs or {}))
+                         if isinstance(image_backbone, str) else image_backbone)
+        self.head = EmbeddingHead(self.backbone.num_features, embed_dim, normalize=False, bn=True)
+        self.num_classes, self.embed_dim, self.new_lr_mult = num_classes, embed_dim, new_lr_mult
 
     def features(self, batch:dict)->Tensor:   # (B, d) f
         return self.head(self.backbone(batch["image"])[0])
@@ -134,28 +135,28 @@ class EmbeddingModel(Method):
         return {"main": make_optimizer([{"params": bb, "lr": cfg.lr}, {"params": new, "lr": cfg.lr * self.new_lr_mult}], cfg)}
 
 # %% ../nbs/10_gapan.ipynb #69ceedd7
-@register_method(name="norm_softmax")
 class NormSoftmax(EmbeddingModel):
     "Baseline: normalised-softmax cross-entropy (Zhai & Wu 2019) on e"
     def __init__(self, num_classes:int, temperature:float=0.05, **kw):
         super().__init__(num_classes, **kw)
-        self.loss_fn = NormSoftmaxLoss(num_classes, self.embedding_dim, temperature)
+        self.loss_fn = NormSoftmaxLoss(num_classes, self.embed_dim, temperature)
 
     def training_step(self, batch:dict)->dict[str, Tensor]:
         return {"loss": self.loss_fn(self.embed(batch), batch["label"])}
 
-@register_method(name="proxy_anchor")
 class ProxyAnchor(EmbeddingModel):
     "Baseline: Proxy-Anchor loss (Kim et al. 2020) on e"
     def __init__(self, num_classes:int, margin:float=0.1, alpha:float=32.0, **kw):
         super().__init__(num_classes, **kw)
-        self.loss_fn = ProxyAnchorLoss(num_classes, self.embedding_dim, margin, alpha)
+        self.loss_fn = ProxyAnchorLoss(num_classes, self.embed_dim, margin, alpha)
 
     def training_step(self, batch:dict)->dict[str, Tensor]:
         return {"loss": self.loss_fn(self.embed(batch), batch["label"])}
 
+# %% ../nbs/10_gapan.ipynb #177bac49
+from .train import all_gather_cat
+
 # %% ../nbs/10_gapan.ipynb #d2af0503
-@register_method(name="gapan")
 class GAPan(EmbeddingModel):
     "GAPan (our reading of the abstract): flow priors on f, anchors by reverse sampling, prior-driven alignment"
     def __init__(self,
@@ -171,13 +172,14 @@ class GAPan(EmbeddingModel):
         lambda_nll:float=0.1,         # weight of L_nll in G4
         nll_to_backbone:bool=True,    # let L_nll's gradient reach the head and backbone
         prior_radius:float=4.0,       # initial norm of the prior means
-        **kw,                         # `EmbeddingModel` arguments (backbone, pretrained, embedding_dim, new_lr_mult, ...)
+        **kw,                         # `EmbeddingModel` arguments (image_backbone, pretrained, embed_dim, ...)
     ):
         super().__init__(num_classes, **kw)
         check_range("tau", tau, 0, open_lo=True); check_range("lambda_nll", lambda_nll, 0)
         check_range("align_temperature", align_temperature, 0, open_lo=True); check_choice("positives", positives, ["mean", "sum"])
         if not isinstance(num_anchors, int) or num_anchors < 1: raise ValueError(f"num_anchors: expected a positive int, got {num_anchors!r}")
-        self.flow = ClassConditionalFlow(self.embedding_dim, num_classes, depth=flow_depth, hidden=flow_hidden, radius=prior_radius)
+        self.flow = ClassConditionalFlow(self.embed_dim, num_classes, depth=flow_depth, hidden=flow_hidden,
+                                         radius=prior_radius)
         self.tau, self.num_anchors, self.truncation, self.sampling = tau, num_anchors, truncation, sampling
         self.align_temperature, self.positives, self.lambda_nll, self.nll_to_backbone = align_temperature, positives, lambda_nll, nll_to_backbone
 
@@ -191,6 +193,45 @@ class GAPan(EmbeddingModel):
         y = batch["label"]
         f = self.features(batch)                                                     # (B, d)
         l_nll = self.flow.nll(f if self.nll_to_backbone else f.detach(), y)          # G1, nats per dim
-        a, ya = self.anchors(torch.unique(y))                                        # G2
+        a, ya = self.anchors(torch.unique(all_gather_cat(y)))                        # G2, classes of the global batch
         l_align = prior_alignment_loss(F.normalize(f, dim=-1), y, a, ya, self.align_temperature, self.positives)  # G3
         return {"loss": l_align + self.lambda_nll * l_nll, "align": l_align, "nll": l_nll}  # G4
+
+# %% ../nbs/10_gapan.ipynb #ec6f9bf8
+@dataclasses.dataclass
+class GAPanConfig(MethodConfig):
+    "GAPan and its baselines: the shared backbone block, the loss, and each loss's options"
+    num_classes:int=0             # C seen classes; 0: `train_dataset.num_classes`
+    new_lr_mult:float=10.0        # lr of head/loss/flow parameters relative to the backbone's
+    loss:str="gapan"              # "gapan", "norm_softmax" or "proxy_anchor"
+    temperature:float=0.05        # norm_softmax temperature
+    margin:float=0.1              # proxy_anchor margin delta
+    alpha:float=32.0              # proxy_anchor scale alpha
+    flow_depth:int=4              # GAPan: coupling blocks of g; 0 = no flow
+    flow_hidden:int=256           # GAPan: conditioner width
+    tau:float=0.5                 # GAPan: anchor sampling temperature
+    num_anchors:int=8             # GAPan: M anchors per class in the batch
+    truncation:float|None=None    # GAPan: truncate the latent noise at |eps_j| <= truncation
+    sampling:bool=True            # GAPan: False = the mapped-back class means as anchors
+    align_temperature:float=0.1   # GAPan: T in G3
+    positives:str="mean"          # GAPan: G3 variant
+    lambda_nll:float=0.1          # GAPan: weight of L_nll in G4
+    nll_to_backbone:bool=True     # GAPan: L_nll's gradient reaches the head and backbone
+    prior_radius:float=4.0        # GAPan: initial norm of the prior means
+
+    def check(self): super().check(); check_choice("loss", self.loss, ["gapan", "norm_softmax", "proxy_anchor"])
+
+@register_method("gapan", GAPanConfig)
+@register_method("gapan_no_flow", GAPanConfig, flow_depth=0)
+@register_method("gapan_no_sampling", GAPanConfig, sampling=False)
+@register_method("norm_softmax", GAPanConfig, loss="norm_softmax")
+@register_method("proxy_anchor", GAPanConfig, loss="proxy_anchor")
+def build_gapan(config:GAPanConfig, train_dataset=None)->EmbeddingModel:
+    "GAPan, or a baseline loss on the same backbone and head, from a `GAPanConfig`"
+    c, C = config, num_classes_of(config.num_classes, train_dataset)
+    kw = dict(image_backbone=c.image_backbone, pretrained=c.pretrained, embed_dim=c.embed_dim,
+              new_lr_mult=c.new_lr_mult, image_kwargs=c.image_kwargs)
+    if c.loss == "norm_softmax": return NormSoftmax(C, c.temperature, **kw)
+    if c.loss == "proxy_anchor": return ProxyAnchor(C, c.margin, c.alpha, **kw)
+    return GAPan(C, c.flow_depth, c.flow_hidden, c.tau, c.num_anchors, c.truncation, c.sampling, c.align_temperature,
+                 c.positives, c.lambda_nll, c.nll_to_backbone, c.prior_radius, **kw)

@@ -14,25 +14,31 @@ import torch
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 
+from .core import IMAGENET_MEAN, IMAGENET_STD
+
 # %% auto #0
-__all__ = ['PAPER_COLUMNS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'paper_results_dir', 'load_paper_results', 'summarize_runs',
-           'comparison_table', 'plot_training_curves', 'project_2d', 'plot_tsne', 'to_display',
-           'plot_retrieval_gallery', 'plot_saliency', 'plot_text_saliency']
+__all__ = ['PAPER_COLUMNS', 'paper_results_dir', 'load_paper_results', 'summarize_runs', 'comparison_table',
+           'plot_training_curves', 'project_2d', 'plot_tsne', 'to_display', 'plot_retrieval_gallery', 'plot_saliency',
+           'plot_text_saliency']
 
 # %% ../nbs/15_plots.ipynb #9a401f8b
+import importlib.resources
+
 PAPER_COLUMNS = ["paper", "table", "dataset", "method", "backbone", "setting", "metric", "value", "source"]
 
 def paper_results_dir(
     root:str|Path|None=None, # explicit folder holding the CSVs; default: search
 )->Path:
-    "Folder of the published-results CSVs: `root`, `$FGR_DATA/paper_results`, the clone's `data/`, or `./data`"
+    "Folder of the published-results CSVs: `root`, `$FGR_DATA/paper_results`, the wheel's copy, a `data/` folder"
+    here = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..")
     cands = [Path(root)] if root is not None else [
         *([Path(os.environ["FGR_DATA"])/"paper_results"] if "FGR_DATA" in os.environ else []),
-        Path(__file__).resolve().parents[1]/"data"/"paper_results" if "__file__" in globals() else Path("../data/paper_results"),
-        Path.cwd()/"data"/"paper_results", Path.cwd().parent/"data"/"paper_results"]
+        Path(str(importlib.resources.files("fgr_core")/"paper_results")),   # installed wheel: package data
+        here/"data"/"paper_results", Path.cwd()/"data"/"paper_results", Path.cwd().parent/"data"/"paper_results"]
     for c in cands:
         if c.is_dir(): return c
-    raise FileNotFoundError(f"no paper_results folder; looked in {[str(c) for c in cands]}. Set $FGR_DATA to the repository's data/ folder or pass root=")
+    raise FileNotFoundError(f"no paper_results folder; looked in {[str(c) for c in cands]}. "
+                            "Set $FGR_DATA to the repository's data/ folder or pass root=")
 
 # %% ../nbs/15_plots.ipynb #a5d6279f
 def load_paper_results(
@@ -157,8 +163,6 @@ def plot_tsne(
     return ax
 
 # %% ../nbs/15_plots.ipynb #862b0c45
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
 def to_display(
     img:torch.Tensor,                       # (3, H, W) or (1, H, W) image tensor
     mean:Sequence[float]|None=IMAGENET_MEAN, # normalisation to undo; None if `img` is already in [0, 1]

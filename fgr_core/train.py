@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #05f3eb95
 from __future__ import annotations
-import argparse, contextlib, csv, dataclasses, importlib, inspect, json, math, os, random, sys, warnings, weakref
+import argparse, contextlib, csv, dataclasses, importlib, json, math, os, random, sys, warnings, weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +14,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn, Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import (Config, Registry, atomic_write, check_choice, check_range, get_device, load_checkpoint,
@@ -22,10 +23,11 @@ from .core import (Config, Registry, atomic_write, check_choice, check_range, ge
 # %% auto #0
 __all__ = ['METHODS', 'RUN_KEYS', 'TrainConfig', 'make_optimizer', 'LRFactor', 'make_scheduler', 'Method', 'to_device',
            'resolve_amp', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'dist_info', 'init_distributed',
-           'all_gather_cat', 'embed_dataset', 'NonFiniteLossError', 'Trainer', 'make_retrieval_eval', 'register_method',
-           'import_method_modules', 'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load',
-           'apply_overrides', 'load_run_config', 'make_train_loader', 'build_datasets', 'build_method', 'run_training',
-           'main']
+           'all_gather_cat', 'broadcast_buffers', 'step_generator', 'GlooSyncBatchNorm', 'convert_sync_batchnorm',
+           'gather_actnorm_init', 'embed_dataset', 'NonFiniteLossError', 'Trainer', 'make_retrieval_eval',
+           'MethodConfig', 'training_texts', 'num_classes_of', 'CrossModalConfig', 'MethodSpec', 'register_method',
+           'list_methods', 'create_method', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides',
+           'load_run_config', 'make_train_loader', 'build_datasets', 'run_training', 'main']
 
 # %% ../nbs/09_train.ipynb #6f31b189
 @dataclasses.dataclass
@@ -58,6 +60,7 @@ class TrainConfig(Config):
     out_dir:str="runs/fgr"        # logs, checkpoints and results
     num_workers:int=0             # DataLoader workers (CLI-built loaders)
     progress:bool=True            # tqdm progress bars
+    sync_bn:bool=False            # under DDP, BatchNorm layers use the statistics of the global batch (SyncBatchNorm)
 
     def check(self):
         check_range("epochs", self.epochs, 1); check_range("lr", self.lr, 0, open_lo=True)
@@ -153,6 +156,12 @@ class Method(nn.Module):
         if self.trainer is None: raise RuntimeError("configure_optimizers needs a Trainer (method.trainer is None); or override it")
         return self.trainer.config
 
+# %% ../nbs/09_train.ipynb #aa42a586
+@patch(cls_method=True)
+def collate(cls:Method, items:list)->dict:
+    "Batch of dataset items for this kind of method (default: torch's `default_collate`); `fgr-train` loaders use it"
+    return torch.utils.data.default_collate(items)
+
 # %% ../nbs/09_train.ipynb #68f8f7c8
 def to_device(
     batch:Any,            # tensor, or dict/list/tuple nesting tensors (strings etc. pass through)
@@ -236,36 +245,120 @@ def all_gather_cat(x:Tensor)->Tensor:
     dist.all_gather(parts, torch.cat([x, pad]))
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
 
+# %% ../nbs/09_train.ipynb #85b4038d
+def broadcast_buffers(module:nn.Module):
+    "Copy process 0's buffers of `module` (e.g. BatchNorm running statistics) to every process; no-op without DDP"
+    if dist_info()[1] > 1:
+        for b in module.buffers(): dist.broadcast(b.data, 0)
+
+# %% ../nbs/09_train.ipynb #6960f816
+def step_generator(
+    seed:int,   # the method's noise seed
+    step:int,   # training step
+)->torch.Generator: # CPU generator
+    "Generator of a method's noise at `step`: seeded by (`seed`, `step`), and by the DDP rank on processes 1, 2, ..."
+    rank = dist_info()[0]
+    return torch.Generator().manual_seed(seed * 1_000_003 + step if rank == 0 else epoch_seed(seed, step, rank))
+
+# %% ../nbs/09_train.ipynb #df3aa3d5
+@patch
+def noise_generator(self:Method, seed:int)->torch.Generator:
+    "CPU generator of this training step's noise: `step_generator(seed, step)` at the trainer's global step (else a call count)"
+    step = self.trainer.global_step if self.trainer is not None else self.__dict__.get("_step_calls", 0)
+    if self.trainer is None: self.__dict__["_step_calls"] = step + 1
+    return step_generator(seed, step)
+
+# %% ../nbs/09_train.ipynb #cc7dbb8e
+class GlooSyncBatchNorm(nn.SyncBatchNorm):
+    "torch's `SyncBatchNorm` that also trains on CPU processes (gloo): statistics of the global batch"
+    def forward(self, x:Tensor)->Tensor: # (B, C, ...) -> same
+        if not (self.training and x.device.type == "cpu" and dist_info()[1] > 1): return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce                  # differentiable all-reduce
+        dims, shape = [0, *range(2, x.ndim)], (1, -1) + (1,) * (x.ndim - 2)
+        n = torch.tensor(float(x.numel() // x.shape[1])); dist.all_reduce(n)    # items per channel, all processes
+        with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
+            warnings.simplefilter("ignore", FutureWarning)
+            mean = all_reduce(x.sum(dims)) / n                                  # (C,) global mean
+            var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n      # (C,) global biased variance
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean, f); self.running_var.lerp_(var * n / (n - 1).clamp(min=1), f)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+# %% ../nbs/09_train.ipynb #a7536372
+def convert_sync_batchnorm(
+    module:nn.Module, # converted in place (its BatchNorm children are replaced)
+)->nn.Module:         # `module`, or its replacement when it is a BatchNorm layer itself
+    "Replace every BatchNorm layer (and timm's BatchNormAct2d) by `GlooSyncBatchNorm`, sharing parameters and buffers"
+    from timm.layers import convert_sync_batchnorm as timm_convert   # torch's converter drops timm's activations
+    module = timm_convert(module)
+    for m in module.modules():
+        if not isinstance(m, nn.SyncBatchNorm) or isinstance(m, GlooSyncBatchNorm): continue
+        cls = type(m)                                                # timm's SyncBatchNormAct: the CPU path mixed in
+        m.__class__ = GlooSyncBatchNorm if cls is nn.SyncBatchNorm else type(cls.__name__, (cls, GlooSyncBatchNorm), {})
+    return module
+
+# %% ../nbs/09_train.ipynb #285ea4da
+def gather_actnorm_init(
+    module:nn.Module, # every nflows `ActNorm` inside gets a forward pre-hook
+)->nn.Module:         # `module`
+    "Make nflows `ActNorm` layers initialise from the all-gathered global batch (the same on every DDP process)"
+    from nflows.transforms import ActNorm
+    def hook(layer, args):
+        if layer.training and not layer.initialized: layer._initialize(all_gather_cat(args[0].detach()))
+    for m in module.modules():
+        if isinstance(m, ActNorm) and not getattr(m, "_gathers_init", False):
+            m.register_forward_pre_hook(hook); m._gathers_init = True
+    return module
+
 # %% ../nbs/09_train.ipynb #f5e02bda
+def _eval_loader(data, batch_size:int, num_workers:int=0, collate_fn:Callable|None=None)->DataLoader:
+    "`data` itself if it is a loader, else an unshuffled loader over it (collate: `collate_fn`, the dataset's, torch's)"
+    if isinstance(data, DataLoader): return data
+    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate_fn or getattr(data, "collate_fn", None))
+
 def embed_dataset(
-    method:Method,                 # provides `embed(batch) -> (B, D)`
-    loader:DataLoader,             # batches are dicts with "label"
+    method:Method,                   # the model (eval mode and no gradient while embedding)
+    data:Dataset|DataLoader,         # dict items, or a loader of dict batches
+    fn:Callable|None=None,           # fn(batch) -> (B, D) tensor or dict of (B, ...) tensors; default `method.embed`
+    batch_size:int=256,              # with a dataset
+    num_workers:int=0,               # with a dataset
+    collate_fn:Callable|None=None,   # with a dataset; default: its `collate_fn` attribute, else torch's
     device:torch.device|str|None=None, # None: the method's device
-    progress:bool=False,           # tqdm bar
-)->tuple[Tensor, Tensor]:          # emb (N, D) float32 on CPU, labels (N,) int64
-    "Embeddings and labels of every item of `loader`, in the loader's order (all-gathered under DDP)"
+    progress:bool=False,             # tqdm bar
+)->dict[str, Tensor]:                # {"emb": (N, D)} or fn's keys, + "label" (N,) if batches have one; CPU
+    "Outputs of `fn` over every item of `data` in order, concatenated (floats as float32; all-gathered under DDP)"
+    loader, fn = _eval_loader(data, batch_size, num_workers, collate_fn), fn or method.embed
     device = next(method.parameters()).device if device is None else torch.device(device)
     rank, world = dist_info()
     if world > 1:   # strided shard of the dataset, then gather back in order
         idx = list(range(rank, len(loader.dataset), world))
         loader = DataLoader(torch.utils.data.Subset(loader.dataset, idx), batch_size=loader.batch_size or 1,
                             collate_fn=loader.collate_fn, num_workers=loader.num_workers)
-    was_training, embs, labels = method.training, [], []
+    was_training, parts = method.training, {}
     method.eval()
     try:
         with torch.no_grad():
             for batch in tqdm(loader, desc="embed", disable=not progress or rank != 0, leave=False):
-                if not isinstance(batch, dict) or "label" not in batch: raise ValueError(f"embed_dataset expects dict batches with 'label', got {type(batch).__name__}")
-                e = method.embed(to_device(batch, device))
-                if e.ndim != 2: raise ValueError(f"embed must return (B, D), got shape {tuple(e.shape)}")
-                embs.append(e.float().cpu()); labels.append(torch.as_tensor(batch["label"]).long().cpu())
+                if not isinstance(batch, dict):
+                    raise ValueError(f"embed_dataset: expected dict batches, got {type(batch).__name__}")
+                out = fn(to_device(batch, device))
+                out = dict(out) if isinstance(out, dict) else {"emb": out}
+                if "label" in batch and "label" not in out: out["label"] = torch.as_tensor(batch["label"]).long()
+                for k, v in out.items():
+                    if not isinstance(v, Tensor):
+                        raise ValueError(f"embed_dataset: fn gave {type(v).__name__} for {k!r}, expected a tensor")
+                    parts.setdefault(k, []).append(v.float().cpu() if v.is_floating_point() else v.cpu())
     finally: method.train(was_training)
-    emb, lab = torch.cat(embs), torch.cat(labels)
+    res = {k: torch.cat(v) for k, v in parts.items()}
     if world > 1:
-        pos = torch.tensor(idx)
-        emb, lab, pos = (all_gather_cat(t.to(device)).cpu() for t in (emb, lab, pos))
-        order = torch.argsort(pos); emb, lab = emb[order], lab[order]
-    return emb, lab
+        order = torch.argsort(all_gather_cat(torch.tensor(idx, device=device)).cpu())
+        res = {k: all_gather_cat(v.to(device)).cpu()[order] for k, v in res.items()}
+    return res
 
 # %% ../nbs/09_train.ipynb #d5eeed74
 class NonFiniteLossError(FloatingPointError):
@@ -334,11 +427,14 @@ def _backward_step(self:Trainer,
     return loss.detach()
 
 def _all_reduce_grads(params:list, world:int):
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads: return
-    flat = torch.cat([g.reshape(-1) for g in grads]); dist.all_reduce(flat); flat /= world
+    "Average gradients over processes; a missing gradient counts as 0 (None when missing on every process)"
+    if not params: return
+    has = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params] + [has])
+    dist.all_reduce(flat)
     i = 0
-    for g in grads: g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()
+    for p, h in zip(params, flat[-len(params):].tolist()):
+        p.grad = flat[i:i + p.numel()].view_as(p) / world if h else None; i += p.numel()
 
 def _check_finite(self:Trainer, losses:dict):
     for k, v in losses.items():
@@ -382,11 +478,21 @@ Trainer._open_log, Trainer.log_values, Trainer._close_log = _open_log, _log_valu
 
 # %% ../nbs/09_train.ipynb #fb081f84
 def _rng_state()->dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    "The global RNG states (Python, NumPy, torch, CUDA) as tensors, numbers and lists, which the safe loader reads back"
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 def _set_rng_state(s:dict):
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    "Restore the global RNG states saved by `_rng_state`"
+    version, internal, gauss = s["python"]; random.setstate((version, tuple(internal), gauss))
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 def _state(self:Trainer)->dict:
@@ -440,6 +546,8 @@ def _setup(self:Trainer):
     if resume is None: seed_everything(cfg.seed, cfg.deterministic)
     m.to(self.device)
     if self.world > 1:
+        if cfg.sync_bn: convert_sync_batchnorm(m)
+        gather_actnorm_init(m)
         for t in list(m.parameters()) + list(m.buffers()): dist.broadcast(t.data, 0)
     self.optimizers = m.configure_optimizers()
     if not isinstance(self.optimizers, dict) or not self.optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in self.optimizers.values()):
@@ -468,8 +576,7 @@ def _train_step(self:Trainer, batch)->dict[str, float]:
 def _evaluate(self:Trainer)->dict[str, float]:
     "Metrics of `eval_fn(method)` (eval mode, no gradients) as floats"
     if self.eval_fn is None: return {}
-    if self.world > 1:
-        for b in self.method.buffers(): dist.broadcast(b.data, 0)
+    broadcast_buffers(self.method)
     was = self.method.training; self.method.eval()
     try:
         with torch.no_grad(): out = self.eval_fn(self.method)
@@ -525,8 +632,8 @@ Trainer.fit = _fit
 
 # %% ../nbs/09_train.ipynb #9560bae4
 def make_retrieval_eval(
-    query_loader:DataLoader,              # queries (dict batches with "label")
-    gallery_loader:DataLoader|None=None,  # gallery; None -> leave-one-out within the queries
+    query_loader:DataLoader|Dataset,      # queries (dict batches with "label")
+    gallery_loader:DataLoader|Dataset|None=None, # gallery; None -> leave-one-out within the queries
     ks:tuple=(1, 2, 4, 8),                # cut-offs
     metrics:tuple=("recall", "map_at_r"), # names understood by `evaluate`
     exclude_self:bool|None=None,          # default: True iff there is no gallery
@@ -536,32 +643,131 @@ def make_retrieval_eval(
     def eval_fn(method:Method)->dict:
         ev = evaluate
         if ev is None: from fgr_core.metrics import evaluate_retrieval as ev
-        q, ql = embed_dataset(method, query_loader)
-        g, gl = embed_dataset(method, gallery_loader) if gallery_loader is not None else (None, None)
-        return ev(q, ql, g, gl, ks=tuple(ks), metrics=tuple(metrics), exclude_self=exclude_self)
+        q = embed_dataset(method, query_loader)
+        g = embed_dataset(method, gallery_loader) if gallery_loader is not None else {"emb": None, "label": None}
+        rank, world = dist_info()                    # under DDP: metrics once, on process 0, then shared
+        out = [ev(q["emb"], q["label"], g["emb"], g["label"], ks=tuple(ks), metrics=tuple(metrics),
+                  exclude_self=exclude_self) if rank == 0 else None]
+        if world > 1: dist.broadcast_object_list(out, 0)
+        return out[0]
     return eval_fn
 
+# %% ../nbs/09_train.ipynb #94ff31c4
+@patch
+def make_eval_fn(self:Method,
+    query:Dataset,                 # evaluation queries (dict items)
+    gallery:Dataset|None=None,     # gallery; None: the method's default (label retrieval: leave-one-out in `query`)
+    *,
+    batch_size:int=256,            # embedding batch size
+    num_workers:int=0,             # DataLoader workers
+    **metric_kwargs,               # the method's metric options (default: ks, metrics, exclude_self)
+)->Callable:                       # eval_fn(method) -> {metric name: fraction in [0, 1]}
+    "The `eval_fn` that evaluates this kind of method on `query` (and `gallery`); default: label-based retrieval"
+    mk = lambda ds: _eval_loader(ds, batch_size, num_workers, getattr(ds, "collate_fn", None) or self.collate)
+    return make_retrieval_eval(mk(query), mk(gallery) if gallery is not None else None, **metric_kwargs)
+
 # %% ../nbs/09_train.ipynb #452f8ec3
+@dataclasses.dataclass
+class MethodConfig(Config):
+    "Fields every method shares, the image backbone block; a method's config subclasses it (defaults may differ)"
+    image_backbone:str="efficientnet_lite0"  # `create_image_backbone` name (offline ImageNet weights)
+    pretrained:bool=True                     # load the backbone's pretrained weights
+    image_kwargs:dict=dataclasses.field(default_factory=dict)  # more `create_image_backbone` args (train_stages, memo)
+    embed_dim:int=128                        # width of the retrieval embedding
+
+    def check(self): check_range("embed_dim", self.embed_dim, 0)
+
+# %% ../nbs/09_train.ipynb #217c60e3
+def training_texts(
+    train_dataset,        # items with "text" (or a `.texts` attribute); None: no captions
+)->list[str]|None:        # the captions in dataset order
+    "Captions of a training set (they build the vocabulary of the `gru` text encoder)"
+    if train_dataset is None: return None
+    t = getattr(train_dataset, "texts", None)
+    return [str(x) for x in t] if t is not None else [str(train_dataset[i]["text"]) for i in range(len(train_dataset))]
+
+def num_classes_of(
+    num_classes:int,      # the config's value; 0: read it from `train_dataset`
+    train_dataset=None,   # a training set with `.num_classes`
+)->int:
+    "Number of training classes: `num_classes`, else `train_dataset.num_classes`"
+    if num_classes: return num_classes
+    n = getattr(train_dataset, "num_classes", None)
+    if not isinstance(n, int): raise ValueError("num_classes: give num_classes=... or a train_dataset with num_classes")
+    return n
+
+@dataclasses.dataclass
+class CrossModalConfig(MethodConfig):
+    "`MethodConfig` plus the text encoder block of the cross-modal methods (CIR, FGAN)"
+    text_encoder:str="gru"        # `create_text_encoder` name: "gru" (needs the training texts) or "all_minilm_l6_v2"
+    text_kwargs:dict=dataclasses.field(default_factory=dict)  # more `create_text_encoder` arguments, e.g. {"dim": 128}
+    train_text:bool=True          # fine-tune the text encoder
+
+    def make_text_encoder(self, texts:list|None=None)->nn.Module:
+        "`create_text_encoder(text_encoder, **text_kwargs)`; the gru builds its vocabulary from `texts`"
+        from fgr_core.backbones import create_text_encoder
+        kw = dict(self.text_kwargs)
+        if self.text_encoder == "gru" and "vocab" not in kw:
+            if texts is None:
+                raise ValueError("text_encoder='gru' needs the training texts (a train_dataset with captions) "
+                                 "or text_kwargs={'vocab': ...}")
+            kw["texts"] = list(texts)
+        enc = create_text_encoder(self.text_encoder, **kw)
+        if not self.train_text: enc.requires_grad_(False)
+        return enc
+
+# %% ../nbs/09_train.ipynb #de14493b
 METHODS = Registry("method")
-_BUILTIN_METHOD_MODULES = ("fgr_core.gapan", "fgr_core.fggan", "fgr_core.dmcac", "fgr_core.cir", "fgr_core.fgan")
 
-def register_method(fn:Callable|None=None, *, name:str|None=None):
-    "Decorator registering a `Method` factory (class or function) under `name` (default: its `__name__`)"
-    return METHODS.register(fn, name=name)
+class MethodSpec:
+    "A registered method: `build(config, train_dataset)`, the config filled from `defaults` and the caller's fields"
+    def __init__(self, name:str, build:Callable, config_class:type, defaults:dict):
+        self.name, self.build, self.config_class, self.defaults = name, build, config_class, dict(defaults)
+        self.__doc__, self.__module__ = build.__doc__, build.__module__   # like the builder (its paper's module)
 
-def import_method_modules(modules=_BUILTIN_METHOD_MODULES, strict:bool=False):
-    "Import `modules` so that their `@register_method` calls run; missing built-in ones are skipped"
-    for mod in modules:
-        try: importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if strict or e.name != mod: raise
+    def config(self, **fields)->Config:
+        "The validated config of this method: `defaults` updated with `fields`"
+        return self.config_class.from_dict({**self.defaults, **fields}, where=f"method {self.name!r}")
 
-def create_method(name:str, **kwargs)->Method:
-    "Build the registered method `name` with `kwargs`; unknown names raise `KeyError` listing the known ones"
-    if name not in METHODS: import_method_modules()
-    m = METHODS.get(name)(**kwargs)
-    if not isinstance(m, Method): raise ValueError(f"method {name!r} built a {type(m).__name__}, expected a fgr_core.train.Method")
-    return m
+    def __call__(self, train_dataset=None, **fields)->Method:
+        m = self.build(self.config(**fields), train_dataset)
+        if not isinstance(m, Method):
+            raise ValueError(f"method {self.name!r} built a {type(m).__name__}, expected a fgr_core.train.Method")
+        return m
+
+    def __repr__(self): return f"MethodSpec({self.name!r}, {self.config_class.__name__}, {self.defaults})"
+
+# %% ../nbs/09_train.ipynb #6e756343
+def register_method(
+    name:str,              # the name in configs and `create_method`
+    config_class:type,     # the method's `Config` subclass (usually a `MethodConfig`)
+    **defaults,            # config defaults of this name (e.g. a baseline's loss switch)
+)->Callable:               # decorator returning the builder unchanged
+    "Decorator registering `build(config, train_dataset=None) -> Method` as method `name`"
+    if not (isinstance(config_class, type) and issubclass(config_class, Config)):
+        raise ValueError(f"register_method({name!r}): config_class must be a fgr_core.core.Config subclass, "
+                         f"got {config_class!r}")
+    config_class.from_dict(defaults, where=f"register_method({name!r}) defaults")   # unknown fields fail now
+    def deco(build:Callable)->Callable:
+        spec, old = MethodSpec(name, build, config_class, defaults), METHODS._fns.get(name)
+        if old is not None and old.build.__qualname__ == build.__qualname__:   # the same builder again (its notebook)
+            METHODS._fns[name] = spec
+        else: METHODS.register(spec, name=name)
+        return build
+    return deco
+
+# %% ../nbs/09_train.ipynb #9ccb2a8c
+def list_methods(pattern:str="*")->list[str]:
+    "Sorted names of the registered methods matching the wildcard `pattern` (e.g. 'cir_*')"
+    return METHODS.list(pattern)
+
+def create_method(
+    name:str,               # a registered method (see `list_methods()`)
+    train_dataset=None,     # its training set: classes, captions, canonical views, database
+    **fields,               # fields of the method's config class
+)->Method:
+    "Build method `name` from its config's `fields`; unknown names and fields raise `KeyError` listing the known ones"
+    return METHODS.get(name)(train_dataset, **fields)
 
 # %% ../nbs/09_train.ipynb #143f93a3
 @dataclasses.dataclass
@@ -581,15 +787,11 @@ class DataConfig(Config):
 
 @dataclasses.dataclass
 class EvalConfig(Config):
-    "The `eval:` section"
-    ks:tuple=(1, 2, 4, 8)                  # cut-offs
-    metrics:tuple=("recall", "map_at_r")   # fgr_core.metrics.evaluate_retrieval metrics
+    "The `eval:` section; keys not listed here go to the method's `make_eval_fn` (e.g. ks, metrics)"
     batch_size:int=128                     # embedding batch size
-    exclude_self:bool|None=None            # default: True iff no gallery split
+    args:dict=dataclasses.field(default_factory=dict) # metric options of `method.make_eval_fn`
 
-    def check(self):
-        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks): raise ValueError(f"eval.ks: expected positive ints, got {self.ks!r}")
-        check_range("eval.batch_size", self.batch_size, 1)
+    def check(self): check_range("eval.batch_size", self.batch_size, 1)
 
 @dataclasses.dataclass
 class RunConfig:
@@ -602,9 +804,9 @@ class RunConfig:
     imports:list
 
     def to_dict(self)->dict:
-        data = self.data.to_dict(); extra = data.pop("args")
+        flat = lambda c: {**{k: v for k, v in c.to_dict().items() if k != "args"}, **c.args}
         return {"method": self.method, "method_args": dict(self.method_args), "imports": list(self.imports),
-                "data": {**data, **extra}, "train": self.train.to_dict(), "eval": self.eval.to_dict()}
+                "data": flat(self.data), "train": self.train.to_dict(), "eval": flat(self.eval)}
 
 # %% ../nbs/09_train.ipynb #33e9453c
 RUN_KEYS = ("method", "method_args", "imports", "data", "train", "eval")
@@ -662,13 +864,15 @@ def load_run_config(
         v = raw.get(k) or {}
         if not isinstance(v, dict): raise ValueError(f"config: {k!r} must be a mapping, got {type(v).__name__}")
         sections[k] = v
-    known = [f.name for f in dataclasses.fields(DataConfig) if f.name != "args"]
-    data = DataConfig.from_dict({**{k: v for k, v in sections["data"].items() if k in known},
-                                 "args": {k: v for k, v in sections["data"].items() if k not in known}}, where="config.data")
+    def with_args(cls, d, where):   # fields of `cls`, the other keys in `args`
+        known = [f.name for f in dataclasses.fields(cls) if f.name != "args"]
+        args = {k: v for k, v in d.items() if k not in known}
+        return cls.from_dict({**{k: v for k, v in d.items() if k in known}, "args": args}, where=where)
     imports = raw.get("imports") or []
     if isinstance(imports, str): imports = [imports]
-    return RunConfig(raw["method"], sections["method_args"], data, TrainConfig.from_dict(sections["train"], where="config.train"),
-                     EvalConfig.from_dict(sections["eval"], where="config.eval"), list(imports))
+    return RunConfig(raw["method"], sections["method_args"], with_args(DataConfig, sections["data"], "config.data"),
+                     TrainConfig.from_dict(sections["train"], where="config.train"),
+                     with_args(EvalConfig, sections["eval"], "config.eval"), list(imports))
 
 # %% ../nbs/09_train.ipynb #fc269f56
 def make_train_loader(
@@ -683,9 +887,9 @@ def make_train_loader(
     collate_fn = collate_fn or getattr(dataset, "collate_fn", None)
     kw = dict(num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda")
     if sampler == "m_per_class":
-        if world > 1: raise ValueError("sampler 'm_per_class' is single-process only; use sampler 'random' under DDP")
-        from fgr_core.data import MPerClassSampler
-        return DataLoader(dataset, batch_sampler=MPerClassSampler(dataset.labels, m, config.batch_size), **kw)
+        from fgr_core.data import DistributedMPerClassSampler   # this process's slice of each global batch
+        bs = DistributedMPerClassSampler(dataset.labels, m, config.batch_size, world, rank)
+        return DataLoader(dataset, batch_sampler=bs, **kw)
     check_choice("sampler", sampler, ["random", "m_per_class"])
     if config.batch_size % world: raise ValueError(f"train.batch_size={config.batch_size} must be divisible by the number of processes ({world})")
     if len(dataset) < config.batch_size: raise ValueError(f"train.batch_size={config.batch_size} is larger than the training set ({len(dataset)} items)")
@@ -704,17 +908,6 @@ def build_datasets(data:DataConfig)->tuple:
     return (make(data.train_split), make(data.eval_split) if data.eval_split else None,
             make(data.gallery_split) if data.gallery_split else None)
 
-def build_method(name:str, args:dict, train_dataset:Dataset|None=None)->Method:
-    "`create_method(name, **args)`, adding `num_classes` / `train_dataset` when the factory takes them"
-    if name not in METHODS: import_method_modules()
-    params = inspect.signature(METHODS.get(name)).parameters
-    args = dict(args)
-    if train_dataset is not None:
-        if "num_classes" in params and "num_classes" not in args and hasattr(train_dataset, "num_classes"): args["num_classes"] = train_dataset.num_classes
-        if "train_dataset" in params and "train_dataset" not in args: args["train_dataset"] = train_dataset
-    try: return create_method(name, **args)
-    except TypeError as e: raise ValueError(f"method_args of {name!r}: {e}; the factory takes {list(params)}") from None
-
 # %% ../nbs/09_train.ipynb #e9a766df
 def run_training(
     run:RunConfig,                  # validated run config
@@ -723,15 +916,15 @@ def run_training(
 )->dict:                            # {"metrics": last evaluation, "history": ...}
     "Build data, method and trainer from `run`, train, and write config.yaml / metrics.json to out_dir"
     rank, world = init_distributed(run.train.device)
-    import_method_modules(list(run.imports) + list(extra_imports), strict=True)
+    for mod in list(run.imports) + list(extra_imports): importlib.import_module(mod)
     seed_everything(run.train.seed, run.train.deterministic)
     train_ds, query_ds, gallery_ds = build_datasets(run.data)
-    method = build_method(run.method, run.method_args, train_ds)
-    loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m)
-    eval_fn = None
-    if query_ds is not None:
-        mk = lambda ds: DataLoader(ds, batch_size=run.eval.batch_size, shuffle=False, num_workers=run.train.num_workers, collate_fn=getattr(ds, "collate_fn", None))
-        eval_fn = make_retrieval_eval(mk(query_ds), mk(gallery_ds) if gallery_ds is not None else None, run.eval.ks, run.eval.metrics, run.eval.exclude_self)
+    try: method = create_method(run.method, train_ds, **run.method_args)
+    except KeyError as e: raise KeyError(f"method_args: {e.args[0] if e.args else e}") from None
+    collate = getattr(train_ds, "collate_fn", None) or method.collate
+    loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, collate)
+    eval_fn = None if query_ds is None else method.make_eval_fn(
+        query_ds, gallery_ds, batch_size=run.eval.batch_size, num_workers=run.train.num_workers, **run.eval.args)
     out = Path(run.train.out_dir)
     if rank == 0:
         with atomic_write(out / "config.yaml", "w") as f: yaml.safe_dump(run.to_dict(), f, sort_keys=False)

@@ -27,3 +27,48 @@ def run_notebook(tmp_path):
         return out
 
     return _run
+
+
+RESULT_KEYS = ["paper", "dataset", "params", "runs", "summary", "paper_rows", "seconds", "environment"]
+
+
+def check_results(out: Path, paper: str, methods: list, seeds: list, metrics: list, figures: list,
+                  bounds: tuple = (0.0, 100.0)) -> dict:
+    """Check the files every reproduction writes (`fgr_core.repro`): results.json in the shared schema, runs.csv,
+    table.csv and figures/; every (method, seed) run present with finite metrics in percent. Returns results.json."""
+    import json, math
+
+    import pandas as pd
+
+    res = json.loads((out / "results.json").read_text())
+    assert list(res)[:len(RESULT_KEYS)] == RESULT_KEYS, list(res)
+    assert res["paper"] == paper and res["seconds"] > 0
+    assert set(res["environment"]) == {"fgr_core", "torch", "device", "git_commit"}
+    assert isinstance(res["params"]["seeds"], list) and isinstance(res["params"]["methods"], list)
+    got = {(r["method"], r["seed"]) for r in res["runs"]}
+    assert {(m, s) for m in methods for s in seeds} <= got, got
+    for r in res["runs"]:
+        assert set(r) == {"method", "seed", "metrics", "train_seconds"}, r
+        for k in metrics:
+            v = r["metrics"][k]
+            assert math.isfinite(v) and bounds[0] <= v <= bounds[1], (r["method"], k, v)
+    for m in methods:
+        for k in metrics:
+            assert set(res["summary"][m][k]) == {"mean", "std"}, (m, k)
+            vals = [r["metrics"][k] for r in res["runs"] if r["method"] == m]
+            assert abs(res["summary"][m][k]["mean"] - sum(vals) / len(vals)) < 1e-6
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == len(res["runs"]) and {"method", "seed", "train_seconds", *metrics} <= set(runs.columns)
+    table = pd.read_csv(out / "table.csv")
+    assert list(table.columns[:2]) == ["source", "method"]
+    assert set(methods) <= set(table[table["source"] == "ours"]["method"])
+    for f in figures:
+        p = out / "figures" / f"{f}.png"
+        assert p.is_file() and p.stat().st_size > 0, p
+    return res
+
+
+@pytest.fixture
+def results_checker():
+    """`check_results` as a fixture, for the reproduction smoke tests."""
+    return check_results

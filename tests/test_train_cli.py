@@ -14,10 +14,13 @@ from fgr_core.train import load_run_config, main
 REPO = Path(__file__).resolve().parents[1]
 
 STANDIN = textwrap.dedent('''
-    import torch, torch.nn as nn, torch.nn.functional as F
-    from fgr_core.train import Method, register_method
+    import dataclasses, torch, torch.nn as nn, torch.nn.functional as F
+    from fgr_core.train import Method, MethodConfig, num_classes_of, register_method
 
-    @register_method(name="standin_linear")
+    @dataclasses.dataclass
+    class StandinConfig(MethodConfig):
+        num_classes:int=0; image_size:int=16; embed_dim:int=16
+
     class StandinLinear(Method):
         "Linear embedding of the flattened image with a normalised softmax head"
         def __init__(self, num_classes, image_size=16, dim=16):
@@ -27,6 +30,10 @@ STANDIN = textwrap.dedent('''
         def training_step(self, b):
             ce = F.cross_entropy(self.head(F.normalize(self.embed(b), dim=1)) * 10, b["label"])
             return {"loss": ce, "ce": ce.detach()}
+
+    @register_method("standin_linear", StandinConfig)
+    def build_standin(config, train_dataset=None):
+        return StandinLinear(num_classes_of(config.num_classes, train_dataset), config.image_size, config.embed_dim)
 ''')
 
 CONFIG = {"method": "standin_linear", "method_args": {"image_size": 16},
@@ -67,6 +74,8 @@ def test_cli_errors_name_the_key(tmp_path, capsys):
     assert "unknown key 'lerning_rate'" in capsys.readouterr().err
     assert main(["--config", str(cfg), "--set", "method=no_such_method", "--set", "train.out_dir=" + str(tmp_path / "o")]) == 2
     assert "unknown method 'no_such_method'" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "--set", "method=gapan", "--set", "method_args={backbone: resnet50}"]) == 2
+    assert "method_args: method 'gapan': unknown key 'backbone' for GAPanConfig" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit): main(["--help"])
@@ -76,3 +85,44 @@ def test_cli_errors_name_the_key(tmp_path, capsys):
 def test_console_script_declared():
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "fgr-train"]
     assert ep.value == "fgr_core.train:main" and ep.load() is main
+
+
+# Every CPU-sized config of the five papers through fgr-train, shrunk to a few images and one epoch: the config keys
+# are the methods' config fields and each method's own evaluation runs (make_eval_fn).
+TINY_DATA = ["data.n_chars=4", "data.n_typefaces=4", "data.per_class=4", "data.image_size=64"]
+TINY = {"gapan": ["method_args.flow_hidden=16"], "dmcac": ["method_args.k=2", "method_args.A=2"],
+        "cir": ["data.n_triplets=24", "method_args.map_dim=16", "eval.ks=[1, 5]"],
+        "fgan": ["method_args.image_size=64", "method_args.pseudo_size=32", "method_args.n_samples=5",
+                 "eval.prec_k=10"],
+        "fggan": ["method_args.embed_dim=16", "method_args.g_width=4", "method_args.d_width=4", "method_args.n_width=4",
+                  "eval.ks=[1, 5]"]}
+EXPECTED = {"gapan": "R@1", "dmcac": "R@1", "cir": "R@1", "fgan": "JR/Avg/mAP@all", "fggan": "fc/mAP@5"}
+GLYPH_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*_glyphs*.yaml"))
+
+
+def test_every_paper_has_a_glyphs_config():
+    assert {n.split("_")[0] for n in GLYPH_CONFIGS} == set(TINY)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GLYPH_CONFIGS)
+def test_glyph_configs_run(name, tmp_path, capsys):
+    paper = name.split("_")[0]
+    sets = ["train.epochs=1", "train.batch_size=8", "train.device=cpu", "train.progress=false",
+            "train.checkpoint_every_epochs=0", "eval.batch_size=16", *TINY_DATA, *TINY[paper]]
+    overrides = [a for s in sets for a in ("--set", s)]
+    rc = main(["--config", str(REPO / "configs" / name), "--out-dir", str(tmp_path), *overrides])
+    assert rc == 0, capsys.readouterr().err[-3000:]
+    res = json.loads((tmp_path / "metrics.json").read_text())
+    assert res["method"] == yaml.safe_load((REPO / "configs" / name).read_text())["method"]
+    m = res["metrics"]
+    assert EXPECTED[paper] in m and all(0 <= v <= 1 for v in m.values() if math.isfinite(v)), m
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_config_is_valid(name):
+    "Each config loads, names a registered method, and its method_args are fields of that method's config class"
+    from fgr_core.train import METHODS
+    run = load_run_config(REPO / "configs" / name)
+    config = METHODS.get(run.method).config(**run.method_args)
+    assert config.pretrained is True and isinstance(config.image_backbone, str)

@@ -108,8 +108,8 @@ def test_sigkill_and_resume_is_exact(tmp_path):
 # The resumed process starts with an empty memo and refills it from other batches than the uninterrupted run,
 # so this fails unless a memo entry depends on the weights and the image only (see `memoised_rows`).
 GAPAN_TINY = [f"--set={kv}" for kv in (
-    "method_args.backbone_kwargs.train_stages=1", "method_args.backbone_kwargs.memo=true",
-    "method_args.embedding_dim=32", "method_args.flow_hidden=32", "method_args.flow_depth=2",
+    "method_args.image_kwargs.train_stages=1", "method_args.image_kwargs.memo=true",
+    "method_args.embed_dim=32", "method_args.flow_hidden=32", "method_args.flow_depth=2",
     "data.n_chars=4", "data.n_typefaces=4", "data.per_class=6", "data.image_size=32",   # 48 images, 8 classes
     "train.epochs=4", "train.batch_size=16", "train.device=cpu", "train.progress=false", "train.log_every=1",
     "train.checkpoint_every_epochs=0", "train.checkpoint_every_steps=4")]         # 3 steps per epoch, 12 in all
