@@ -262,7 +262,7 @@ class PartiallyFrozenBackbone(ImageBackbone):
     def __init__(self,
                  backbone:ImageBackbone,  # a CNN backbone (see `backbone_stages`)
                  train_stages:int,        # trailing stages that train, with the tail; 0: the whole backbone is frozen
-                 memo:dict|None=None,     # memo of frozen outputs by weights and image content; None recomputes every call
+                 memo:dict|None=None,     # memo of frozen outputs by weights and image; None recomputes every call
                 ):
         stem, stages, tail = backbone_stages(backbone.model)
         if not isinstance(train_stages, int) or not 0 <= train_stages <= len(stages):
@@ -271,7 +271,7 @@ class PartiallyFrozenBackbone(ImageBackbone):
         self.num_features, self.name, self.data_config = backbone.num_features, backbone.name, dict(backbone.data_config)
         self.num_prefix_tokens, self.pool, self.channels_last = 0, "avg", False
         parts = [*stem, *stages, *tail]
-        cut = len(stem) + len(stages) - train_stages if train_stages else len(parts)    # the tail trains with the last stage
+        cut = len(stem) + len(stages) - train_stages if train_stages else len(parts)  # tail trains with the last stage
         self.frozen, self.trained = nn.Sequential(*parts[:cut]), nn.Sequential(*parts[cut:])
         self.frozen.requires_grad_(False).eval()
         self.train_stages, self.memo = train_stages, memo

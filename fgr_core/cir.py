@@ -192,11 +192,12 @@ class CIRConfig(CrossModalConfig):
 
 # %% ../nbs/13_cir.ipynb #6ff915bc
 def _image_kwargs(c:CIRConfig, map_cache:dict|None)->dict:
-    "`create_image_backbone` kwargs of `c`: `freeze_image` is `train_stages=0` (every stage frozen) memoised in `map_cache`"
+    "`create_image_backbone` kwargs of `c`: `freeze_image` is `train_stages=0` (all frozen), memoised in `map_cache`"
     kw = dict(c.image_kwargs)
     if not c.freeze_image: return kw
     if kw.get("train_stages", 0) != 0:
-        raise ValueError(f"freeze_image=True freezes every backbone stage, but image_kwargs sets train_stages={kw['train_stages']!r}; use one of the two")
+        raise ValueError(f"freeze_image=True freezes every backbone stage, but image_kwargs sets "
+                         f"train_stages={kw['train_stages']!r}; use one of the two")
     return {**kw, "train_stages": 0, "memo": map_cache if map_cache is not None else kw.get("memo")}
 
 class CIRModel(nn.Module):
@@ -204,7 +205,7 @@ class CIRModel(nn.Module):
     def __init__(self,
                  config:CIRConfig,                 # model choices
                  texts:Sequence[str]|None=None,    # training texts (builds the GRU vocabulary)
-                 map_cache:dict|None=None,         # with `freeze_image`: memo of the maps by weights and image (shareable)
+                 map_cache:dict|None=None,         # with `freeze_image`: memo of maps by weights and image
                 ):
         super().__init__()
         self.config = c = config
@@ -220,7 +221,7 @@ class CIRModel(nn.Module):
         self._text_cache:dict = {}
 
     def train(self, mode:bool=True):
-        super().train(mode)                                                  # a frozen backbone keeps itself in eval mode
+        super().train(mode)                                        # a frozen backbone keeps itself in eval mode
         if not self.config.train_text: self.text.eval()
         return self
 
@@ -231,7 +232,8 @@ class CIRModel(nn.Module):
     @map_cache.setter
     def map_cache(self, memo:dict|None):
         if not isinstance(self.image, PartiallyFrozenBackbone):
-            raise ValueError("map_cache: only a frozen backbone (freeze_image=True or image_kwargs train_stages) memoises its maps")
+            raise ValueError("map_cache: only a frozen backbone (freeze_image=True or image_kwargs "
+                             "train_stages) memoises its maps")
         self.image.memo = memo
 
     @property
@@ -242,7 +244,7 @@ from fastcore.basics import patch
 
 @patch
 def backbone_map(self:CIRModel, images:Tensor)->Tensor:  # (B, C, h, w) backbone map, before the neck
-    "The backbone's `forward_features` of `images` (resized to `input_size`); a frozen, memoised backbone reads its memo"
+    "The backbone's `forward_features` of `images` (resized to `input_size`); a memoised backbone reads its memo"
     c = self.config
     x = F.interpolate(images, size=(c.input_size,)*2, mode="bilinear", align_corners=False) if c.input_size else images
     return self.image.forward_features(x)

@@ -136,7 +136,7 @@ def test_fgr_train_memoised_backbone_sigkill_and_resume_is_exact(tmp_path):
     p = subprocess.Popen(_fgr_train(cut), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     ckpt, t0 = cut / "checkpoints" / "last.pt", time.time()
     try:
-        while not ckpt.exists():                     # written atomically: once visible, it is complete (step 4, epoch 2)
+        while not ckpt.exists():                 # written atomically: once visible, it is complete (step 4, epoch 2)
             assert p.poll() is None, f"run ended before its first checkpoint: {p.stderr.read()[-2000:]}"
             assert time.time() - t0 < 600, "no checkpoint after 600 s"
             time.sleep(0.01)
@@ -148,7 +148,8 @@ def test_fgr_train_memoised_backbone_sigkill_and_resume_is_exact(tmp_path):
 
     r_out, r_err = r.communicate(timeout=600)
     assert r.returncode == 0, r_err[-3000:]
-    s = subprocess.run(_fgr_train(cut) + ["--set=train.resume=true"], capture_output=True, text=True, env=_env(), timeout=600)
+    s = subprocess.run(_fgr_train(cut) + ["--set=train.resume=true"], capture_output=True, text=True, env=_env(),
+                       timeout=600)
     assert s.returncode == 0, s.stderr[-3000:]
     assert s.stdout.splitlines()[-1] == r_out.splitlines()[-1]                        # the printed final metrics
 
