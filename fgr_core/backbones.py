@@ -201,8 +201,8 @@ def create_image_backbone(
     name:str,                          # registered name (`list_image_backbones()`) or any timm architecture
     pretrained:bool=False,             # load pretrained weights (offline for efficientnet_lite0)
     checkpoint_path:str|Path|None=None,# local weights file, used instead of downloading
-    train_stages:int|None=None,        # fine-tune only the last stages (`PartiallyFrozenBackbone`); None trains all
-    memo:dict|bool|None=None,          # with `train_stages`: memo of the frozen part's outputs, True for a new one (fixed images only)
+    train_stages:int|None=None,        # fine-tune only the last stages (`PartiallyFrozenBackbone`); 0 freezes all; None trains all
+    memo:dict|bool|None=None,          # with `train_stages`: memo of the frozen part's outputs by weights and image; True: a new one
     **kwargs,                          # passed to the constructor (timm kwargs such as `img_size`, `drop_path_rate`)
 )->ImageBackbone:                      # `net(x)` -> (global (B, D), regions (B, L, D))
     "Build an image backbone by name; unknown names raise `KeyError` listing the closest names"
@@ -222,19 +222,27 @@ def tensor_key(x:Tensor, prefix:str|bytes=b"")->bytes:
     prefix = prefix.encode() if isinstance(prefix, str) else prefix
     return prefix + hashlib.blake2b(x.numpy().tobytes() + str((tuple(x.shape), x.dtype)).encode(), digest_size=20).digest()
 
+# %% ../nbs/03_backbones.ipynb #0f6c2b4e
 def memoised_rows(
     fn,                  # fn(x) -> (B, ...) computed row by row independently (no batch statistics)
     x:Tensor,            # (B, ...) inputs
     memo:dict,           # key -> cached output row (kept on the CPU)
     prefix:str|bytes,    # key prefix naming `fn` (its weights, its settings)
+    chunk:int=16,        # `fn` only ever sees batches of exactly this many rows (the last one padded)
 )->Tensor:               # (B, ...) rows of fn(x), on x's device
-    "`fn(x)` through `memo`: only the rows of `x` whose content is not yet in `memo` are computed"
-    keys = [tensor_key(xi, prefix) for xi in x]
-    miss = [i for i, k in enumerate(keys) if k not in memo]
-    if miss:
-        for i, m in zip(miss, fn(x[miss])): memo[keys[i]] = m.cpu()
+    "`fn(x)` through `memo`: rows of `x` whose content is not yet in `memo` are computed in fixed-size chunks"
+    check_range("chunk", chunk, 1)
+    keys, new = [tensor_key(xi, prefix) for xi in x], {}
+    for i, k in enumerate(keys):
+        if k not in memo: new.setdefault(k, i)                            # first row of each missing content
+    rows = list(new.values())
+    for s in range(0, len(rows), chunk):
+        part = rows[s:s + chunk]
+        out = fn(x[part + part[-1:] * (chunk - len(part))])[:len(part)].to("cpu", copy=True)
+        memo.update(zip((keys[i] for i in part), out))
     return torch.stack([memo[k] for k in keys]).to(x.device)
 
+# %% ../nbs/03_backbones.ipynb #9b51e3f2
 def backbone_stages(model:nn.Module)->tuple[list[nn.Module], list[nn.Module], list[nn.Module]]: # stem, stages, tail
     "Split a CNN's `forward_features` into (stem, stages, tail) module lists that run in order"
     names = dict(model.named_children())
@@ -248,12 +256,13 @@ def backbone_stages(model:nn.Module)->tuple[list[nn.Module], list[nn.Module], li
     raise ValueError(f"partial freezing supports timm EfficientNet/MobileNet and ResNet models and SmallCNN; "
                      f"got {type(model).__name__} (children {list(names)})")
 
+# %% ../nbs/03_backbones.ipynb #e7a4c5d9
 class PartiallyFrozenBackbone(ImageBackbone):
     "`backbone` with its stem and all but the last `train_stages` stages frozen (eval, no grad) and optionally memoised"
     def __init__(self,
                  backbone:ImageBackbone,  # a CNN backbone (see `backbone_stages`)
-                 train_stages:int,        # trailing stages that train (0: all frozen, the tail still trains)
-                 memo:dict|None=None,     # memo of frozen outputs by image content; None recomputes every call
+                 train_stages:int,        # trailing stages that train, with the tail; 0: the whole backbone is frozen
+                 memo:dict|None=None,     # memo of frozen outputs by weights and image; None recomputes every call
                 ):
         stem, stages, tail = backbone_stages(backbone.model)
         if not isinstance(train_stages, int) or not 0 <= train_stages <= len(stages):
@@ -261,8 +270,9 @@ class PartiallyFrozenBackbone(ImageBackbone):
         nn.Module.__init__(self)
         self.num_features, self.name, self.data_config = backbone.num_features, backbone.name, dict(backbone.data_config)
         self.num_prefix_tokens, self.pool, self.channels_last = 0, "avg", False
-        cut = len(stages) - train_stages
-        self.frozen, self.trained = nn.Sequential(*stem, *stages[:cut]), nn.Sequential(*stages[cut:], *tail)
+        parts = [*stem, *stages, *tail]
+        cut = len(stem) + len(stages) - train_stages if train_stages else len(parts)  # tail trains with the last stage
+        self.frozen, self.trained = nn.Sequential(*parts[:cut]), nn.Sequential(*parts[cut:])
         self.frozen.requires_grad_(False).eval()
         self.train_stages, self.memo = train_stages, memo
         self._fingerprint_frozen()

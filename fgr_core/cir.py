@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import Config, Registry, check_choice, check_range
-from .backbones import create_image_backbone, memoised_rows
+from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule
 from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
@@ -191,17 +191,25 @@ class CIRConfig(CrossModalConfig):
         check_range("epochs", self.epochs, 0); check_range("embed_dim", self.embed_dim, 1); check_range("map_dim", self.map_dim, 0); check_range("input_size", self.input_size, 0)
 
 # %% ../nbs/13_cir.ipynb #6ff915bc
+def _image_kwargs(c:CIRConfig, map_cache:dict|None)->dict:
+    "`create_image_backbone` kwargs of `c`: `freeze_image` is `train_stages=0` (all frozen), memoised in `map_cache`"
+    kw = dict(c.image_kwargs)
+    if not c.freeze_image: return kw
+    if kw.get("train_stages", 0) != 0:
+        raise ValueError(f"freeze_image=True freezes every backbone stage, but image_kwargs sets "
+                         f"train_stages={kw['train_stages']!r}; use one of the two")
+    return {**kw, "train_stages": 0, "memo": map_cache if map_cache is not None else kw.get("memo")}
+
 class CIRModel(nn.Module):
     "Image encoder + text encoder + compositor + shared head: `compose(ref, texts)` -> f_s, `encode_image(img)` -> f_t"
     def __init__(self,
                  config:CIRConfig,                 # model choices
                  texts:Sequence[str]|None=None,    # training texts (builds the GRU vocabulary)
-                 map_cache:dict|None=None,         # frozen backbone only: memo of maps by image content (may be shared between models)
+                 map_cache:dict|None=None,         # with `freeze_image`: memo of maps by weights and image
                 ):
         super().__init__()
         self.config = c = config
-        self.map_cache = map_cache if c.freeze_image else None
-        self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **c.image_kwargs)
+        self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **_image_kwargs(c, map_cache))
         ch = self.image.num_features
         self.neck = nn.Sequential(nn.Conv2d(ch, c.map_dim, 1), nn.BatchNorm2d(c.map_dim), nn.ReLU()) if c.map_dim else nn.Identity()
         ch = c.map_dim or ch
@@ -210,14 +218,23 @@ class CIRModel(nn.Module):
         self.text_dropout = nn.Dropout(c.text_dropout)
         self.compositor = create_compositor(c.compositor, ch, tdim)
         self.head = nn.Linear(ch, c.embed_dim)                                # upper encoder: GAP + FC, shared
-        if c.freeze_image: self.image.requires_grad_(False)
         self._text_cache:dict = {}
 
     def train(self, mode:bool=True):
-        super().train(mode)
-        if self.config.freeze_image: self.image.eval()                       # frozen BN statistics stay fixed
+        super().train(mode)                                        # a frozen backbone keeps itself in eval mode
         if not self.config.train_text: self.text.eval()
         return self
+
+    @property
+    def map_cache(self)->dict|None:
+        "The frozen backbone's memo of maps by weights and image (None: not memoised); settable, e.g. to share one dict"
+        return getattr(self.image, "memo", None)
+    @map_cache.setter
+    def map_cache(self, memo:dict|None):
+        if not isinstance(self.image, PartiallyFrozenBackbone):
+            raise ValueError("map_cache: only a frozen backbone (freeze_image=True or image_kwargs "
+                             "train_stages) memoises its maps")
+        self.image.memo = memo
 
     @property
     def device(self)->torch.device: return self.head.weight.device
@@ -227,13 +244,10 @@ from fastcore.basics import patch
 
 @patch
 def backbone_map(self:CIRModel, images:Tensor)->Tensor:  # (B, C, h, w) backbone map, before the neck
-    "The backbone's `forward_features` of `images` (resized to `input_size`); memoised per image when frozen with a `map_cache`"
+    "The backbone's `forward_features` of `images` (resized to `input_size`); a memoised backbone reads its memo"
     c = self.config
-    run = lambda x: self.image.forward_features(F.interpolate(x, size=(c.input_size,)*2, mode="bilinear", align_corners=False) if c.input_size else x)
-    if not c.freeze_image: return run(images)
-    with torch.no_grad():
-        if self.map_cache is None: return run(images)
-        return memoised_rows(run, images, self.map_cache, f"{c.image_backbone}|{c.pretrained}|{c.input_size}|{sorted(c.image_kwargs.items())}|")
+    x = F.interpolate(images, size=(c.input_size,)*2, mode="bilinear", align_corners=False) if c.input_size else images
+    return self.image.forward_features(x)
 
 @patch
 def image_map(self:CIRModel, images:Tensor)->Tensor:  # (B, C, h, w) map after the neck

@@ -102,3 +102,61 @@ def test_sigkill_and_resume_is_exact(tmp_path):
     ha, hb = json.loads((ref / "history.json").read_text()), json.loads((cut / "history.json").read_text())
     assert ha == hb and len(ha["eval"]) == 3 and 0 <= ha["eval"][-1]["R@1"] <= 1  # same losses and metrics
     pd.testing.assert_frame_equal(pd.read_csv(ref / "log.csv"), pd.read_csv(cut / "log.csv"))
+
+
+# The real path: `fgr-train` with GAPan's glyph config and its partially frozen, memoised EfficientNet-Lite0.
+# The resumed process starts with an empty memo and refills it from other batches than the uninterrupted run,
+# so this fails unless a memo entry depends on the weights and the image only (see `memoised_rows`).
+GAPAN_TINY = [f"--set={kv}" for kv in (
+    "method_args.image_kwargs.train_stages=1", "method_args.image_kwargs.memo=true",
+    "method_args.embed_dim=32", "method_args.flow_hidden=32", "method_args.flow_depth=2",
+    "data.n_chars=4", "data.n_typefaces=4", "data.per_class=6", "data.image_size=32",   # 48 images, 8 classes
+    "train.epochs=4", "train.batch_size=16", "train.device=cpu", "train.progress=false", "train.log_every=1",
+    "train.checkpoint_every_epochs=0", "train.checkpoint_every_steps=4")]         # 3 steps per epoch, 12 in all
+
+
+def _fgr_train(out):
+    exe = Path(sys.executable).with_name("fgr-train")
+    return [str(exe), "--config", str(REPO / "configs" / "gapan_glyphs.yaml"), *GAPAN_TINY, f"--out-dir={out}"]
+
+
+def _tensors(obj, at=""):
+    "(path, tensor) of every tensor nested in `obj`'s dicts, lists and tuples"
+    if isinstance(obj, torch.Tensor): yield at, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items(): yield from _tensors(v, f"{at}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj): yield from _tensors(v, f"{at}/{i}")
+
+
+@pytest.mark.slow
+def test_fgr_train_memoised_backbone_sigkill_and_resume_is_exact(tmp_path):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    r = subprocess.Popen(_fgr_train(ref), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    p = subprocess.Popen(_fgr_train(cut), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    ckpt, t0 = cut / "checkpoints" / "last.pt", time.time()
+    try:
+        while not ckpt.exists():                 # written atomically: once visible, it is complete (step 4, epoch 2)
+            assert p.poll() is None, f"run ended before its first checkpoint: {p.stderr.read()[-2000:]}"
+            assert time.time() - t0 < 600, "no checkpoint after 600 s"
+            time.sleep(0.01)
+        os.kill(p.pid, signal.SIGKILL)
+    finally:
+        p.wait(timeout=60); p.stderr.close()
+    assert p.returncode == -signal.SIGKILL
+    assert 4 <= load_checkpoint(ckpt)["global_step"] < 12 and not (cut / "history.json").exists()
+
+    r_out, r_err = r.communicate(timeout=600)
+    assert r.returncode == 0, r_err[-3000:]
+    s = subprocess.run(_fgr_train(cut) + ["--set=train.resume=true"], capture_output=True, text=True, env=_env(),
+                       timeout=600)
+    assert s.returncode == 0, s.stderr[-3000:]
+    assert s.stdout.splitlines()[-1] == r_out.splitlines()[-1]                        # the printed final metrics
+
+    assert (ref / "log.csv").read_text() == (cut / "log.csv").read_text()
+    assert json.loads((ref / "history.json").read_text()) == json.loads((cut / "history.json").read_text())
+    a, b = load_checkpoint(ref / "checkpoints" / "last.pt"), load_checkpoint(cut / "checkpoints" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 12
+    ta, tb = dict(_tensors(a)), dict(_tensors(b))
+    assert ta.keys() == tb.keys() and len(ta) > 300                                   # weights, optimizer, RNG states
+    assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []                     # every tensor bit-identical
