@@ -404,7 +404,9 @@ def generate_glyphs(
     workers = min(len(jobs), _cores() if workers is None else workers)
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers) as ex:
+        import multiprocessing as mp   # fork: workers see `_glyph_class` even when it was defined in a notebook
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
             parts = list(ex.map(_glyph_class, jobs, chunksize=-(-len(jobs) // (4 * workers))))
     else: parts = [_glyph_class(j) for j in jobs]
     canon = np.stack([p[0] for p in parts])                                            # (C, S, S)
