@@ -31,7 +31,7 @@ import fgr_core.gapan  # noqa: F401  (registers norm_softmax)
 
 def make_method(ds, args, device):
     torch.manual_seed(0)
-    m = create_method("norm_softmax", num_classes=ds.num_classes, backbone=args.backbone, pretrained=False)
+    m = create_method("norm_softmax", num_classes=ds.num_classes, image_backbone=args.backbone, pretrained=False)
     return m.to(device).train()
 
 

@@ -27,8 +27,8 @@ def _per_item_collate(items): return default_collate(items)   # not `default_col
 
 def _train(ds, out, collate_fn=None, device="cpu", trainer_cls=Trainer, **cfg):
     seed_everything(0)
-    m = create_method("norm_softmax", num_classes=ds.num_classes, backbone="small_cnn", pretrained=False,
-                      backbone_kwargs={"width": 8, "image_size": 32}, embedding_dim=8)
+    m = create_method("norm_softmax", num_classes=ds.num_classes, image_backbone="small_cnn", pretrained=False,
+                      image_kwargs={"width": 8, "image_size": 32}, embed_dim=8)
     kw = {"collate_fn": collate_fn} if collate_fn else {}
     loader = DataLoader(ds, batch_sampler=MPerClassSampler(ds.labels, 2, 6, torch.Generator().manual_seed(0)), **kw)
     tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, seed=1,
@@ -67,9 +67,9 @@ def _nan_at_step(method, step):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 def test_nan_names_step_and_term(glyphs, tmp_path, device):
     seed_everything(0)
-    m = _nan_at_step(create_method("norm_softmax", num_classes=glyphs.num_classes, backbone="small_cnn",
-                                   pretrained=False, backbone_kwargs={"width": 8, "image_size": 32},
-                                   embedding_dim=8), 4)
+    m = _nan_at_step(create_method("norm_softmax", num_classes=glyphs.num_classes, image_backbone="small_cnn",
+                                   pretrained=False, image_kwargs={"width": 8, "image_size": 32},
+                                   embed_dim=8), 4)
     loader = DataLoader(glyphs, batch_size=6, shuffle=True)   # 24 images: 4 steps per epoch, step 4 opens epoch 1
     cfg = TrainConfig(epochs=3, log_every=5, checkpoint_every_steps=3, progress=False, device=device, amp="off")
     tr = Trainer(m, loader, cfg, out_dir=tmp_path)
