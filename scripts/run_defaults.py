@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     if unknown: p.error(f"unknown paper(s) {unknown}; choose from {list(NOTEBOOKS)}")
     os.environ.setdefault("MPLBACKEND", "Agg")
     scratch = Path(a.scratch or tempfile.mkdtemp(prefix="fgr_defaults_"))
+    scratch.mkdir(parents=True, exist_ok=True)
     dest_root = Path(a.results)
     dest_root.mkdir(parents=True, exist_ok=True)
     rows = []
