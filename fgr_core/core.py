@@ -228,9 +228,12 @@ class Registry:
     def register(self, fn:Callable|None=None, *, name:str|None=None):
         "Decorator recording `fn` under `name` (default: `fn.__name__`); its notebook may define and register it again"
         def _add(f):
-            key, old = name or f.__name__, self._fns.get(name or f.__name__)
-            again = getattr(f, "__module__", None) == "__main__" and getattr(old, "__qualname__", None) == f.__qualname__
-            if old is not None and old is not f and not again: raise ValueError(f"{self.kind} {key!r} is registered twice")
+            key = name or f.__name__
+            old, qual = self._fns.get(key), getattr(f, "__qualname__", None)
+            again = (qual is not None and getattr(f, "__module__", None) == "__main__"   # its notebook ran the cell again
+                     and getattr(old, "__qualname__", None) == qual)
+            if old is not None and old is not f and not again:
+                raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._fns[key] = f
             return f
         return _add(fn) if fn is not None else _add
