@@ -7,9 +7,5 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/17_methods.ipynb #19096ae8
-import warnings
+from . import benchmarks   # registers the official benchmark loaders with `fgr_core.data.create_dataset`
 from . import gapan, fggan, dmcac, cir, fgan   # each registers its methods with `fgr_core.train.register_method`
-
-# `python -m fgr_core.train` (and torchrun) find fgr_core.train already imported by the lines above; its `__main__`
-# guard delegates to that module, so runpy's warning about it does not apply
-warnings.filterwarnings("ignore", message="'fgr_core.train' found in sys.modules", category=RuntimeWarning)

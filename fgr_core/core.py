@@ -226,10 +226,14 @@ class Registry:
     def __init__(self, kind:str): self.kind, self._fns = kind, {}
 
     def register(self, fn:Callable|None=None, *, name:str|None=None):
-        "Decorator recording `fn` under `name` (default: `fn.__name__`)"
+        "Decorator recording `fn` under `name` (default: `fn.__name__`); its notebook may define and register it again"
         def _add(f):
             key = name or f.__name__
-            if key in self._fns and self._fns[key] is not f: raise ValueError(f"{self.kind} {key!r} is registered twice")
+            old, qual = self._fns.get(key), getattr(f, "__qualname__", None)
+            again = (qual is not None and getattr(f, "__module__", None) == "__main__"   # its notebook ran the cell again
+                     and getattr(old, "__qualname__", None) == qual)
+            if old is not None and old is not f and not again:
+                raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._fns[key] = f
             return f
         return _add(fn) if fn is not None else _add

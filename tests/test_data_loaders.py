@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from fgr_core.data import (DatasetFormatError, create_dataset, list_datasets, test_transform)
+from fgr_core.benchmarks import DatasetFormatError
+from fgr_core.data import create_dataset, list_datasets, test_transform
 from official_fixtures import (write_cars, write_compcars, write_cub, write_fashion200k, write_fashioniq, write_inshop,
                                write_pascal_sentence, write_shoes, write_sop, write_wikipedia)
 

@@ -98,7 +98,7 @@ def test_readme_fgr_train_command(tmp_path):
             "data.m=2",
             "train.device=cpu", "train.progress=false", "eval.batch_size=8", "eval.ks=[1, 2]"]
     exe = Path(sys.executable).parent / "fgr-train"
-    prog = [str(exe)] if exe.is_file() else [sys.executable, "-m", "fgr_core.train"]
+    prog = [str(exe)] if exe.is_file() else [sys.executable, "-m", "fgr_core.run"]
     argv = [*prog, *cmd[1:],
             *[x for t in tiny for x in ("--set", t)], "--out-dir", str(tmp_path / "run")]
     r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -71,7 +71,7 @@ def test_cli_resume_refuses_crafted_last_checkpoint(tmp_path):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "fgr_core.train", "--config", str(tmp_path / "run.yaml"),
+    r = subprocess.run([sys.executable, "-m", "fgr_core.run", "--config", str(tmp_path / "run.yaml"),
                         "--set", "train.resume=true", "--out-dir", str(out)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2, (r.returncode, r.stderr[-3000:])

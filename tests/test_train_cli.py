@@ -1,4 +1,4 @@
-"""End-to-end CLI run on tiny CPU data: `python -m fgr_core.train --config ... --method-module ... --set ...`
+"""End-to-end CLI run on tiny CPU data: `python -m fgr_core.run --config ... --method-module ... --set ...`
 with a stand-in method defined here; checks every file the run writes, and the config errors."""
 import json, math, os, subprocess, sys, textwrap
 from importlib.metadata import entry_points
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fgr_core.core import load_checkpoint
-from fgr_core.train import load_run_config, main
+from fgr_core.run import load_run_config, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_cli_end_to_end(tmp_path):
     cfg = tmp_path / "run.yaml"; cfg.write_text(yaml.safe_dump(CONFIG))
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "fgr_core.train", "--config", str(cfg), "--method-module", "standin_methods",
+    r = subprocess.run([sys.executable, "-m", "fgr_core.run", "--config", str(cfg), "--method-module", "standin_methods",
                         "--set", "train.epochs=2", "--set", "train.lr=5e-3", "--out-dir", str(out)],
                        capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -84,7 +84,7 @@ def test_cli_errors_name_the_key(tmp_path, capsys):
 
 def test_console_script_declared():
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "fgr-train"]
-    assert ep.value == "fgr_core.train:main" and ep.load() is main
+    assert ep.value == "fgr_core.run:main" and ep.load() is main
 
 
 # Every CPU-sized config of the five papers through fgr-train, shrunk to a few images and one epoch: the config keys

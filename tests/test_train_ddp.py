@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from fgr_core.core import load_checkpoint
 from fgr_core.data import DistributedMPerClassSampler, MPerClassSampler
-from fgr_core.train import epoch_batches, load_run_config
+from fgr_core.run import load_run_config
+from fgr_core.train import epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,8 @@ COMMON = textwrap.dedent('''
     import torch, torch.nn as nn, torch.nn.functional as F
     from torch.utils.data import DataLoader, Dataset
     from fgr_core.core import seed_everything
-    from fgr_core.train import Method, Trainer, TrainConfig, make_retrieval_eval, make_train_loader
+    from fgr_core.run import make_train_loader
+    from fgr_core.train import Method, Trainer, TrainConfig, make_retrieval_eval
 
     class Blobs(Dataset):
         def __init__(self, n=64):
@@ -200,7 +202,7 @@ def _command_for(config:Path)->list[str]:
     for line in _readme_torchrun_lines():
         args = shlex.split(line)
         if args[args.index("--config") + 1] == f"configs/{config.name}": return args[args.index("-m"):]
-    return ["-m", "fgr_core.train", "--config", f"configs/{config.name}"]
+    return ["-m", "fgr_core.run", "--config", f"configs/{config.name}"]
 
 
 def test_readme_multi_gpu_lines():
@@ -209,7 +211,7 @@ def test_readme_multi_gpu_lines():
     assert {"configs/gapan_glyphs.yaml", "configs/fgan_glyphs.yaml"} <= configs, lines   # the tested glyph commands
     for line in lines:                                      # every line parses and its config (with its --set) loads
         args = shlex.split(line)
-        assert args[:3] == ["torchrun", "--nproc_per_node", args[2]] and args[3:5] == ["-m", "fgr_core.train"], line
+        assert args[:3] == ["torchrun", "--nproc_per_node", args[2]] and args[3:5] == ["-m", "fgr_core.run"], line
         sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
         load_run_config(REPO / args[args.index("--config") + 1], sets)
 
@@ -235,7 +237,7 @@ def test_gapan_sync_bn_two_processes_match_one(tmp_path):
     mean weight difference < 1e-5 and every weight within 2 * lr * steps = 0.03 (a wrong gradient, ActNorm
     initialisation or BatchNorm statistic moves far more weights, by far more); 0.02 on R@k and mAP@R, where a
     near tie between two gallery items may flip for one of the 80 queries."""
-    args = ["-m", "fgr_core.train", "--config", "configs/gapan_glyphs.yaml",
+    args = ["-m", "fgr_core.run", "--config", "configs/gapan_glyphs.yaml",
             *_tiny_overrides(CONFIGS / "gapan_glyphs.yaml"), "--set", "train.sync_bn=true",
             "--set", "data.image_size=32"]
     procs = {n: _start(args, tmp_path / f"p{n}", nproc=n) for n in (2, 1)}   # both at once
