@@ -1,0 +1,41 @@
+"""The notebooks readers open are committed executed: figures stored as images, and `nbs/` within its size budget."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NBS = REPO / "nbs"
+EXECUTED = re.compile(r"^(0\d|1\d|30)[a-z]?_.*\.ipynb$")   # scripts/execute_notebooks.py executes these
+FIGURES = re.compile(r"^(0[4-9]|1[0-4]|30)[a-z]?_")          # method and component notebooks with figures, and 30
+DRAWS = re.compile(r"plt\.show\(\)|display\(Image\(")
+
+
+def _cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in NBS.glob("*.ipynb") if EXECUTED.match(p.name)), ids=lambda p: p.stem)
+def test_notebook_is_committed_executed(path):
+    outs = [c for c in _cells(path) if c.get("outputs")]
+    assert outs, f"{path.name} has no stored outputs; run `python scripts/execute_notebooks.py {path.name[:2]}`"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in NBS.glob("*.ipynb") if FIGURES.match(p.name)), ids=lambda p: p.stem)
+def test_figure_cells_store_their_image(path):
+    missing = [c.get("id") for c in _cells(path) if DRAWS.search("".join(c["source"]))
+               and not any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert not missing, (f"{path.name}: figure cell(s) {missing} have no stored PNG; "
+                         f"run `python scripts/execute_notebooks.py {path.name[:2]}`")
+
+
+def test_method_notebooks_teach_with_figures():
+    for n in ("10_gapan", "11_fggan", "12_dmcac", "13_cir", "14_fgan"):
+        figs = sum(bool(DRAWS.search("".join(c["source"]))) for c in _cells(NBS / f"{n}.ipynb"))
+        assert figs >= 2, f"{n}.ipynb draws {figs} figure(s); each method notebook shows at least two"
+
+
+def test_nbs_folder_within_budget():
+    size = sum(f.stat().st_size for f in NBS.rglob("*") if f.is_file()) / 2**20
+    assert size <= 15, f"nbs/ is {size:.1f} MB, over the 15 MB budget: lower the figures' dpi or size"
