@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("prefixes", nargs="*", help="number prefixes such as 04 or 10 (default: all)")
     a = p.parse_args(argv)
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"   # inline figures become PNG outputs (Agg would store none)
     paths = executed_notebooks(a.prefixes)
     total = 0.0
     for path in paths:
