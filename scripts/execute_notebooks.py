@@ -30,7 +30,8 @@ def executed_notebooks(prefixes: list[str] | None = None) -> list[Path]:
     if prefixes:
         nbs = [p for p in nbs if any(p.name.startswith(x) for x in prefixes)]
         if not nbs:
-            raise SystemExit(f"no executed notebook matches {prefixes}; known: {sorted(p.name for p in NBS.glob('*.ipynb'))}")
+            known = sorted(p.name for p in NBS.glob("*.ipynb"))
+            raise SystemExit(f"no executed notebook matches {prefixes}; known: {known}")
     return nbs
 
 
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("prefixes", nargs="*", help="number prefixes such as 04 or 10 (default: all)")
     a = p.parse_args(argv)
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"   # inline figures become PNG outputs (Agg would store none)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"   # PNG outputs; Agg would store none
     paths = executed_notebooks(a.prefixes)
     total = 0.0
     for path in paths:
