@@ -1,4 +1,5 @@
 """The notebooks readers open are committed executed: figures stored as images, and `nbs/` within its size budget."""
+import ast
 import json
 import re
 from pathlib import Path
@@ -16,10 +17,20 @@ def _cells(path: Path) -> list[dict]:
     return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
 
-@pytest.mark.parametrize("path", sorted(p for p in NBS.glob("*.ipynb") if EXECUTED.match(p.name)), ids=lambda p: p.stem)
-def test_notebook_is_committed_executed(path):
-    outs = [c for c in _cells(path) if c.get("outputs")]
-    assert outs, f"{path.name} has no stored outputs; run `python scripts/execute_notebooks.py {path.name[:2]}`"
+def _shows_a_value(src: str) -> bool:
+    "True if the cell ends with a bare expression (a name, attribute, subscript ...) that Jupyter displays"
+    try: body = ast.parse(src).body
+    except SyntaxError: return False
+    return bool(body) and isinstance(body[-1], ast.Expr) and not isinstance(body[-1].value, (ast.Call, ast.Constant))
+
+
+def test_executed_notebooks_show_values():
+    shown = {p.name: [c for c in _cells(p) if _shows_a_value("".join(c["source"]))]
+             for p in NBS.glob("*.ipynb") if EXECUTED.match(p.name)}
+    assert sum(map(len, shown.values())) >= 5, "expected value-displaying cells in the executed notebooks"
+    missing = {n: [c.get("id") for c in cs if not c.get("outputs")] for n, cs in shown.items()}
+    missing = {n: ids for n, ids in missing.items() if ids}
+    assert not missing, f"cells that display a value have no stored output: {missing}; run scripts/execute_notebooks.py"
 
 
 @pytest.mark.parametrize("path", sorted(p for p in NBS.glob("*.ipynb") if FIGURES.match(p.name)), ids=lambda p: p.stem)
