@@ -91,7 +91,7 @@ def comparison_table(
         for r in paper.itertuples():
             label = r.method + (f" ({r.backbone})" if r.backbone else "") + (f" [{r.setting}]" if r.setting else "")
             rows.setdefault((r.source, label), {})[r.metric] = f"{r.value:.{decimals}f}"
-    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=metrics).fillna("-")
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=metrics).astype(object).fillna("-")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["source", "method"])
     return table
 

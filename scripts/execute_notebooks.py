@@ -35,6 +35,18 @@ def executed_notebooks(prefixes: list[str] | None = None) -> list[Path]:
     return nbs
 
 
+NOISE = re.compile(r"TqdmWarning|it/s\]|s/it\]|\[transformers\]")   # import warnings, progress bars, hub chatter
+
+
+def drop_noise(nb) -> None:
+    "Remove stderr outputs that are progress bars or library chatter (they carry machine paths, not content)"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not (
+                o.get("output_type") == "stream" and o.get("name") == "stderr"
+                and (NOISE.search(o.get("text", "")) or not o.get("text", "").strip()))]
+
+
 def execute(path: Path, timeout: int = 900) -> float:
     "Run `path` in a fresh kernel (cwd nbs/) and replace it atomically with the executed copy; return seconds"
     import nbformat
@@ -42,6 +54,7 @@ def execute(path: Path, timeout: int = 900) -> float:
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NBS)}}).execute()
+    drop_noise(nb)
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(nb, tmp)
     tmp.replace(path)
