@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_plots.ipynb #84c50f38
 from __future__ import annotations
-import os
+import os, textwrap
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -122,7 +122,8 @@ def plot_training_curves(
             if key not in f.columns: continue
             d = f[[x, key]].dropna() if x in f.columns else f[[key]].dropna().reset_index().rename(columns={"index": x})
             ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label or None)
-        ax.set_title(key); ax.set_xlabel(x)
+        ax.set_title(key); ax.set_xlabel("optimizer step" if x == "step" else x)
+        ax.set_ylabel("loss (nats)" if "loss" in key else key.split("/")[-1])
         if any(frames): ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -192,7 +193,7 @@ def plot_retrieval_gallery(
     norm = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD) if normalized else dict(mean=None, std=None)
     fig, axes = plt.subplots(q, k + 1, figsize=(1.3*(k + 1), 1.4*q), squeeze=False)
     for i in range(q):
-        axes[i, 0].imshow(to_display(query_images[i], **norm)); axes[i, 0].set_title((query_titles or ["query"]*q)[i][:28], fontsize=6)
+        axes[i, 0].imshow(to_display(query_images[i], **norm)); axes[i, 0].set_title("\n".join(textwrap.wrap((query_titles or ["query"]*q)[i], 24)[:3]), fontsize=6)
         for j in range(k):
             ax = axes[i, j + 1]; ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm))
             h, w = ax.get_images()[0].get_array().shape[:2]
@@ -228,10 +229,16 @@ def plot_text_saliency(
     weights = np.asarray(weights, dtype=float)
     if len(weights) != len(words): raise ValueError(f"{len(words)} words but {len(weights)} weights")
     span = np.ptp(weights) or 1.0
-    if ax is None: _, ax = plt.subplots(figsize=(0.6*len(words) + 1, 0.6))
-    x = 0.0
+    if ax is None: _, ax = plt.subplots(figsize=(min(0.6*len(words) + 1, 9), 0.8))
+    ax.axis("off")
+    renderer, to_axes = ax.figure.canvas.get_renderer(), ax.transAxes.inverted()
+    x, y = 0.0, 0.75                                    # axes coordinates; words flow left to right, then wrap
     for word, wt in zip(words, weights):
-        t = ax.text(x, 0.5, word, fontsize=9, va="center", bbox=dict(fc=plt.cm.Reds(0.15 + 0.8*(wt - weights.min())/span), ec="none"))
-        x += 0.07*(len(word) + 1)
-    ax.set_xlim(0, max(x, 1)); ax.axis("off")
+        t = ax.text(x, y, word, fontsize=9, va="center", transform=ax.transAxes,
+                    bbox=dict(fc=plt.cm.Reds(0.15 + 0.8*(wt - weights.min())/span), ec="none", pad=0.2))
+        box = t.get_window_extent(renderer).transformed(to_axes)   # the word's measured extent, in axes units
+        if box.x1 > 1 and x > 0:                          # past the right edge: move the word to the next line
+            x, y = 0.0, y - 0.5; t.set_position((x, y))
+            box = t.get_window_extent(renderer).transformed(to_axes)
+        x = box.x1 + 0.012
     return ax
