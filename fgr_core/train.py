@@ -437,7 +437,8 @@ class Trainer:
 def _params_of(opts)->list:
     return [p for o in opts for g in o.param_groups for p in g["params"] if p.requires_grad]
 
-def _backward_step(self:Trainer,
+@patch
+def backward_step(self:Trainer,
     loss:Tensor,             # 0-dim loss
     name:str|None=None,      # optimizer to step; None: all of them
     retain_graph:bool=False, # keep the graph for a later backward through shared activations
@@ -475,6 +476,7 @@ def _all_reduce_grads(params:list, world:int):
     for p, h in zip(params, flat[-len(params):].tolist()):
         p.grad = flat[i:i + p.numel()].view_as(p) / world if h else None; i += p.numel()
 
+@patch
 def _check_finite(self:Trainer, losses:dict, step:int|None=None):
     "Raise `NonFiniteLossError` naming `step` (default: the current one) and the first non-finite term of `losses`"
     for k, v in losses.items():
@@ -485,15 +487,15 @@ def _check_finite(self:Trainer, losses:dict, step:int|None=None):
             raise NonFiniteLossError(f"non-finite loss at step {step} (epoch {self.epoch}): term {k!r} = "
                                      f"{v.detach().float().cpu().tolist()}; stopping ({good})")
 
-Trainer.backward_step, Trainer._check_finite = _backward_step, _check_finite
-
 # %% ../nbs/09_train.ipynb #5d1e0a02
+@patch
 def _queue_losses(self:Trainer, names:list, vals:Tensor, summed:bool=True):
     "Queue the (T,) detached values `vals` of the terms `names` at this step; read at once on a CPU"
     self._pending.append((self.global_step, list(names), vals.detach().double().reshape(-1), summed))
     if self.device.type == "cpu": self.read_losses()
 
-def _read_losses(self:Trainer)->dict[str, float]: # the latest step's training_step terms
+@patch
+def read_losses(self:Trainer)->dict[str, float]: # the latest step's training_step terms
     "Copy the queued loss values to the host (one transfer), check each step's terms, add them to the epoch sums"
     if not self._pending: return self._last_losses
     pending, self._pending = self._pending, []
@@ -507,9 +509,8 @@ def _read_losses(self:Trainer)->dict[str, float]: # the latest step's training_s
             self._last_losses = vals
     return self._last_losses
 
-Trainer._queue_losses, Trainer.read_losses = _queue_losses, _read_losses
-
 # %% ../nbs/09_train.ipynb #e5307a84
+@patch
 def _open_log(self:Trainer, keep_rows:int|None):
     "Start `log.csv` (fresh, or cut to `keep_rows` rows on resume) and open it for appending"
     self._log_rows, self._log_file = 0, None
@@ -525,7 +526,8 @@ def _open_log(self:Trainer, keep_rows:int|None):
         from torch.utils.tensorboard import SummaryWriter
         self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
 
-def _log_values(self:Trainer, values:dict):
+@patch
+def log_values(self:Trainer, values:dict):
     "Append `name -> value` rows at the current step and epoch (rank 0 only)"
     if not self.is_main or self._log_file is None: return
     w = csv.writer(self._log_file)
@@ -534,11 +536,10 @@ def _log_values(self:Trainer, values:dict):
         if self._tb is not None: self._tb.add_scalar(k, float(v), self.global_step)
     self._log_file.flush()
 
+@patch
 def _close_log(self:Trainer):
     if getattr(self, "_log_file", None) is not None: self._log_file.close(); self._log_file = None
     if self._tb is not None: self._tb.close(); self._tb = None
-
-Trainer._open_log, Trainer.log_values, Trainer._close_log = _open_log, _log_values, _close_log
 
 # %% ../nbs/09_train.ipynb #fb081f84
 def _rng_state()->dict:
@@ -559,7 +560,8 @@ def _set_rng_state(s:dict):
     torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
-def _state(self:Trainer)->dict:
+@patch
+def state(self:Trainer)->dict:
     "Everything a checkpoint holds (collective under DDP: every process must call it)"
     rng = _rng_state()
     if self.world > 1:
@@ -572,7 +574,8 @@ def _state(self:Trainer)->dict:
             "log_rows": self._log_rows, "rng": rngs, "world_size": self.world, "config": self.config.to_dict(),
             "data_order": {"seed": self.config.seed, "epoch": self.epoch, "batches_consumed": self._pos, "batches_per_epoch": len(self.train_loader)}}
 
-def _save_checkpoint(self:Trainer)->Path:
+@patch
+def save_checkpoint(self:Trainer)->Path:
     "Write the full state to `out_dir/checkpoints/last.pt` atomically (rank 0); returns the path"
     state = self.state()
     if self.is_main:
@@ -581,6 +584,7 @@ def _save_checkpoint(self:Trainer)->Path:
     self.last_checkpoint = self.checkpoint_path
     return self.checkpoint_path
 
+@patch
 def _load_state(self:Trainer, s:dict):
     "Restore a checkpoint's state (after optimizers and schedulers exist)"
     n = s["data_order"]["batches_per_epoch"]
@@ -596,10 +600,9 @@ def _load_state(self:Trainer, s:dict):
     self._sums, self._count, self.history = dict(s["sums"]), s["count"], s["history"]
     _set_rng_state(s["rng"][self.rank if len(s["rng"]) == self.world else 0])
 
-Trainer.state, Trainer.save_checkpoint, Trainer._load_state = _state, _save_checkpoint, _load_state
-
 # %% ../nbs/09_train.ipynb #6440c5df
-def _setup(self:Trainer):
+@patch
+def setup(self:Trainer):
     "Attach the method, seed (fresh runs), build optimizers and schedulers, restore a checkpoint (`resume`), open the log"
     cfg, m = self.config, self.method
     m.trainer = self
@@ -628,6 +631,7 @@ def _setup(self:Trainer):
     if state is not None: self._load_state(state); self.last_checkpoint = resume
     self._open_log(state["log_rows"] if state else None)
 
+@patch
 def _train_step(self:Trainer, batch):
     "One iteration on `batch`: losses (queued on the device, see `read_losses`), optimisation"
     batch = to_device(batch, self.device, non_blocking=True)
@@ -644,6 +648,7 @@ def _train_step(self:Trainer, batch):
     self._queue_losses(list(losses), vals)                         # read together: the same verdict on every process
     if self.method.automatic_optimization: self.backward_step(losses["loss"], check_finite=False)
 
+@patch
 def _faster_amp(self:Trainer, batch)->torch.dtype|None:
     "`amp_dtype` or None, whichever computes the losses of `batch` faster, on a copy of the method (no grad)"
     if not self.method.automatic_optimization: return self.amp_dtype   # its training_step steps optimizers: not timed
@@ -654,7 +659,8 @@ def _faster_amp(self:Trainer, batch)->torch.dtype|None:
     with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         return fastest_autocast(lambda: m.training_step(batch), self.device, (None, self.amp_dtype))
 
-def _evaluate(self:Trainer)->dict[str, float]:
+@patch
+def evaluate(self:Trainer)->dict[str, float]:
     "Metrics of `eval_fn(method)` (eval mode, no gradients) as floats"
     if self.eval_fn is None: return {}
     broadcast_buffers(self.method)
@@ -665,10 +671,9 @@ def _evaluate(self:Trainer)->dict[str, float]:
     if not isinstance(out, dict): raise ValueError(f"eval_fn must return a dict of metrics, got {type(out).__name__}")
     return {k: float(v) for k, v in out.items()}
 
-Trainer.setup, Trainer._train_step, Trainer._faster_amp, Trainer.evaluate = _setup, _train_step, _faster_amp, _evaluate
-
 # %% ../nbs/09_train.ipynb #cf70c107
-def _fit(self:Trainer)->dict:
+@patch
+def fit(self:Trainer)->dict:
     "Train for `config.epochs` (continuing a checkpoint when `resume`); returns the history {'train': [...], 'eval': [...]}"
     cfg = self.config
     self.setup()
@@ -709,8 +714,6 @@ def _fit(self:Trainer)->dict:
     if self.is_main:
         with atomic_write(self.out_dir / "history.json", "w") as f: json.dump(self.history, f, indent=1)
     return self.history
-
-Trainer.fit = _fit
 
 # %% ../nbs/09_train.ipynb #9560bae4
 def make_retrieval_eval(
