@@ -16,9 +16,9 @@ from .core import check_choice
 from .data import DATASETS, ImageDataset
 
 # %% auto #0
-__all__ = ['COMPCARS_VIEWS', 'DatasetFormatError', 'cub200', 'cars196', 'sop', 'inshop', 'CompCarsDataset', 'compcars',
-           'ComposedDataset', 'fashioniq', 'shoes', 'fashion200k', 'fashion200k_triplets', 'pascal_sentence',
-           'wikipedia']
+__all__ = ['COMPCARS_VIEWS', 'COMPCARS_LISTS', 'DatasetFormatError', 'cub200', 'cars196', 'sop', 'inshop', 'CompCarsDataset',
+           'compcars', 'ComposedDataset', 'fashioniq', 'shoes', 'fashion200k', 'fashion200k_triplets',
+           'pascal_sentence', 'wikipedia']
 
 # %% ../nbs/01b_benchmarks.ipynb #1a81e00d
 _LAYOUTS = {
@@ -26,7 +26,7 @@ _LAYOUTS = {
     "cars196": ("Stanford Cars (Cars196)", "cars196", "<root>/{cars_annos.mat, car_ims/<000001>.jpg}"),
     "sop": ("Stanford Online Products", "Stanford_Online_Products", "Stanford_Online_Products/{Ebay_train.txt, Ebay_test.txt, <category>_final/<name>.JPG}"),
     "inshop": ("DeepFashion In-shop Clothes Retrieval", "inshop", "<root>/{list_eval_partition.txt or Eval/list_eval_partition.txt, img/<GENDER>/<category>/id_<item>/<name>.jpg}"),
-    "compcars": ("CompCars (web-nature data)", "CompCars", "<root>/{image/<make>/<model>/<year>/<name>.jpg, label/<make>/<model>/<year>/<name>.txt (line 1: viewpoint -1/1..5)}"),
+    "compcars": ("CompCars (web-nature data)", "CompCars", "<root>/{image/<make>/<model>/<year>/<name>.jpg, label/<make>/<model>/<year>/<name>.txt (line 1: viewpoint -1/1..5), train_test_split/classification/{train,test}.txt (lines <make>/<model>/<year>/<name>.jpg)}"),
     "fashioniq": ("FashionIQ", "fashionIQ", "<root>/{captions/cap.<dress|shirt|toptee>.<train|val|test>.json, image_splits/split.<category>.<split>.json, images/<asin>.jpg}"),
     "shoes": ("Shoes (Guo et al. 2018, relative captions)", "shoes", "<root>/{relative_captions_shoes.json, train_im_names.txt, eval_im_names.txt, attributedata/**/<name>.jpg}"),
     "fashion200k": ("Fashion200k", "fashion200k", "<root>/{labels/<category>_<train|test>_detect_all.txt (path<TAB>score<TAB>description), women/.../<name>.jpeg, test_queries.txt (optional)}"),
@@ -158,44 +158,93 @@ def inshop(
 
 # %% ../nbs/01b_benchmarks.ipynb #0b6902e0
 COMPCARS_VIEWS = {-1: "uncertain", 1: "front", 2: "rear", 3: "side", 4: "front-side", 5: "rear-side"}
+COMPCARS_LISTS = ("train_test_split/classification/train.txt", "train_test_split/classification/test.txt")
 
 class CompCarsDataset(ImageDataset):
-    "CompCars web-nature images with viewpoints; `view_index(label, view)` for canonical views"
+    "CompCars web-nature images with viewpoints; `view_index(label, view)` for canonical views, `make_labels` for Table 1"
     def view_index(self, label:int, view:str="side")->int|None:
         "Index of the first image of class `label` seen from `view`, or None"
         check_choice("view", view, list(COMPCARS_VIEWS.values()))
         hit = [i for i in torch.nonzero(self.labels == label).view(-1).tolist() if self.views[i] == view]
         return hit[0] if hit else None
 
+    @property
+    def makes(self)->list[str]:
+        "Sorted make ids of the label space (from `class_names`, 'make/model'), shared by splits that share it"
+        return sorted({n.split("/")[0] for n in self.class_names}, key=lambda m: _num_key(Path(m)))
+
+    @property
+    def make_labels(self)->torch.Tensor:
+        "(N,) index in `makes` of each image's make: equal make = the images share a label (FGGAN §4.1, Tables 1-3)"
+        code = {m: i for i, m in enumerate(self.makes)}
+        per_class = torch.tensor([code[n.split("/")[0]] for n in self.class_names], dtype=torch.long)
+        return per_class[self.labels]
+
 def _num_key(p:Path): return [int(t) if t.isdigit() else t for t in p.parts]
+
+def _compcars_list(path:Path)->list[Path]:
+    "Image paths (relative to image/) of an official list, each `<make>/<model>/<year>/<name>.jpg`"
+    rels = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip(): continue
+        rel = Path(line.strip())
+        if len(rel.parts) != 4 or rel.suffix.lower() != ".jpg":
+            _bad(path, "compcars", i, f"expected '<make>/<model>/<year>/<name>.jpg', found {line.strip()[:80]!r}")
+        rels.append(rel)
+    return rels
+
+def _compcars_split(base:Path, split:str, missing:str)->tuple[list[Path], list[tuple], int]:
+    "Relative image paths of `split`, the models of the label space (sorted) and the count of listed images skipped"
+    if split in ("train", "test"):
+        files = [base / f for f in COMPCARS_LISTS]
+        if not all(f.is_file() for f in files):
+            raise DatasetFormatError(f"CompCars: split={split!r} follows the official fine-grained classification lists; "
+                                     f"missing {[str(f) for f in files if not f.is_file()]} (expected both "
+                                     f"{list(COMPCARS_LISTS)} under {str(base)!r}); {_layout_msg('compcars')}")
+        lists = {s: _compcars_list(f) for s, f in zip(("train", "test"), files)}
+        rels = lists[split]
+        models = sorted({r.parts[:2] for rs in lists.values() for r in rs}, key=lambda m: _num_key(Path(*m)))
+        gone = [r for r in rels if not (base / "image" / r).is_file()]
+        if gone and missing == "error":
+            raise DatasetFormatError(f"CompCars: {len(gone)} image(s) named by {COMPCARS_LISTS[split == 'test']} are missing "
+                                     f"under {str(base / 'image')!r}, e.g. {[str(g) for g in gone[:3]]}; pass missing='skip' "
+                                     f"to leave them out (counted in .excluded)")
+        gone_set = set(gone)
+        return [r for r in rels if r not in gone_set], models, len(gone)
+    imgs = sorted((base / "image").glob("*/*/*/*.jpg"), key=lambda p: _num_key(p.relative_to(base / "image")))
+    if not imgs: _bad(base / "image", "compcars", None, "no image/<make>/<model>/<year>/<name>.jpg files")
+    rels = [p.relative_to(base / "image") for p in imgs]
+    models = sorted({r.parts[:2] for r in rels}, key=lambda m: _num_key(Path(*m)))
+    n = len(models)
+    models = {"unseen_train": models[:n // 2], "unseen_test": models[n // 2:], "all": models}[split]
+    return [r for r in rels if r.parts[:2] in set(models)], models, 0
 
 @DATASETS.register
 def compcars(
-    split:str="train",              # "train" (first half of the models), "test" or "all"
-    root:str|Path|None=None,        # folder holding image/ and label/
+    split:str="train",              # "train"/"test": official classification lists; "unseen_train"/"unseen_test": halves of the models; "all"
+    root:str|Path|None=None,        # folder holding image/, label/ and train_test_split/
     transform:Callable|None=None,   # default `test_transform(224)`
     views:Sequence[str]|None=None,  # keep only these viewpoints (names of `COMPCARS_VIEWS`)
+    missing:str="error",            # listed images absent from image/: "error" or "skip" (counted in `.excluded`)
 )->CompCarsDataset:
-    "CompCars (Yang et al. 2015) web-nature data: class = car model, per-image viewpoint"
-    check_choice("split", split, ["train", "test", "all"])
+    "CompCars (Yang et al. 2015) web-nature data: class = car model (shared by train and test), per-image viewpoint"
+    check_choice("split", split, ["train", "test", "unseen_train", "unseen_test", "all"])
+    check_choice("missing", missing, ["error", "skip"])
     base = _base(root, "compcars", "image")
-    imgs = sorted((base / "image").glob("*/*/*/*.jpg"), key=lambda p: _num_key(p.relative_to(base / "image")))
-    if not imgs: _bad(base / "image", "compcars", None, "no image/<make>/<model>/<year>/<name>.jpg files")
-    models = sorted({p.relative_to(base / "image").parts[:2] for p in imgs}, key=lambda m: [int(t) if t.isdigit() else t for t in m])
-    n = len(models); keep = {"train": models[:n // 2], "test": models[n // 2:], "all": models}[split]
-    remap = {m: i for i, m in enumerate(keep)}
+    rels, models, skipped = _compcars_split(base, split, missing)
+    remap = {m: i for i, m in enumerate(models)}
     paths, labels, vws, attrs = [], [], [], []
-    for p in imgs:
-        rel = p.relative_to(base / "image"); m = rel.parts[:2]
-        if m not in remap: continue
+    for rel in rels:
         lab = base / "label" / rel.with_suffix(".txt")
         first = _need(lab, "compcars").read_text().splitlines()[:1]
         code = _int(first[0].strip() if first else "", lab, "compcars", 1)
         if code not in COMPCARS_VIEWS: _bad(lab, "compcars", 1, f"viewpoint must be one of {sorted(COMPCARS_VIEWS)}, found {code}")
         if views is not None and COMPCARS_VIEWS[code] not in views: continue
-        paths.append(p); labels.append(remap[m]); vws.append(COMPCARS_VIEWS[code])
+        paths.append(base / "image" / rel); labels.append(remap[rel.parts[:2]]); vws.append(COMPCARS_VIEWS[code])
         attrs.append({"make": rel.parts[0], "model": rel.parts[1], "year": rel.parts[2]})
-    return CompCarsDataset(paths, labels, ["/".join(m) for m in keep], transform, views=vws, attributes=attrs)
+    ds = CompCarsDataset(paths, labels, ["/".join(m) for m in models], transform, views=vws, attributes=attrs)
+    ds.excluded = {"missing_images": skipped}
+    return ds
 
 # %% ../nbs/01b_benchmarks.ipynb #45b25686
 class ComposedDataset(Dataset):
