@@ -19,12 +19,12 @@ from .metrics import evaluate_retrieval
 from .train import Method, MethodConfig, embed_dataset, num_classes_of, register_method
 
 # %% auto #0
-__all__ = ['AGGREGATIONS', 'VARIANTS', 'mac_pool', 'spoc_pool', 'crow_pool', 'largest_component_mask', 'scda_pool', 'aggregate',
-           'Generator', 'Discriminator', 'discriminator_loss', 'normalizer_pairs', 'Normalizer',
-           'feature_reconstruction', 'normalizer_loss', 'SemanticEmbedding', 'semantic_loss',
+__all__ = ['AGGREGATIONS', 'VARIANTS', 'PAPER_SETTINGS', 'mac_pool', 'spoc_pool', 'crow_pool', 'largest_component_mask',
+           'scda_pool', 'aggregate', 'Generator', 'Discriminator', 'discriminator_loss', 'normalizer_pairs',
+           'Normalizer', 'feature_reconstruction', 'normalizer_loss', 'SemanticEmbedding', 'semantic_loss',
            'create_semantic_embedding', 'FGGANConfig', 'FGGAN', 'fggan_features', 'fggan_feature_sets',
-           'fggan_optimizers', 'optimizer_step_fn', 'generator_loss', 'alternating_step', 'canonical_views',
-           'build_fggan']
+           'fggan_optimizers', 'optimizer_step_fn', 'evaluator_objective', 'generator_loss', 'alternating_step',
+           'canonical_views', 'build_fggan', 'open_set_steps']
 
 # %% ../nbs/11_fggan.ipynb #cbcfee1d
 def _check_fmap(fmap:Tensor):
@@ -273,6 +273,8 @@ def create_semantic_embedding(
 
 # %% ../nbs/11_fggan.ipynb #f5765d84
 VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
+PAPER_SETTINGS = {"g_loss": "saturating", "n_rec": True, "s_weight_xz": 0.001, "pretrain_s_epochs": 1, "g_residual": False,
+                  "optimizer": "sgd", "lr": 2e-4, "lr_s": 2e-4, "momentum": 0.5, "s_weight_g": 0.001, "lam": 1.0}
 
 @dataclasses.dataclass
 class FGGANConfig(MethodConfig):
@@ -295,12 +297,29 @@ class FGGANConfig(MethodConfig):
     lr:float=2e-4; momentum:float=0.5
     lr_s:float=2e-4             # S's learning rate
     aggregation:str="fc"        # retrieval feature: fc, mac, spoc, crow, scda
+    g_loss:str="non_saturating" # G's adversarial terms: "saturating" (-E, §3.5) or "non_saturating"
+    n_rec:bool=False            # N's update keeps Eq. 5's -lambda l term (the paper); False: pair classification only
+    s_weight_xz:float=1.0       # weight of L_S(x_z) in S's update (the paper: 0.001)
+    pretrain_s_epochs:int=0     # epochs of S alone on real images before the game (§3.4)
+    paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
+
+    def __post_init__(self):
+        if self.paper_faithful:
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for k, v in PAPER_SETTINGS.items():
+                cur = getattr(self, k)
+                if cur == defaults[k]: setattr(self, k, v)                     # still at our default: the paper's value
+                elif cur != v and not (k == "pretrain_s_epochs" and cur > 0):  # (the paper gives no pre-training length)
+                    raise ValueError(f"paper_faithful=True sets {k}={v!r}, got {k}={cur!r}; drop one of them")
+        super().__post_init__()
 
     def check(self):
         super().check(); check_choice("modules", self.modules, VARIANTS)
         check_choice("aggregation", self.aggregation, ["fc", *AGGREGATIONS])
+        check_choice("g_loss", self.g_loss, ["saturating", "non_saturating"])
         check_range("feature_layer", self.feature_layer, 1, self.n_depth)
         for f in ("lr", "lr_s"): check_range(f, getattr(self, f), 0, open_lo=True)
+        check_range("s_weight_xz", self.s_weight_xz, 0); check_range("pretrain_s_epochs", self.pretrain_s_epochs, 0)
         check_range("momentum", self.momentum, 0, 1); check_choice("optimizer", self.optimizer, ["sgd", "adam"])
 
 # %% ../nbs/11_fggan.ipynb #18347ab0
@@ -402,22 +421,49 @@ def optimizer_step_fn(
         for p in params: p.grad = None
     return step
 
+# %% ../nbs/11_fggan.ipynb #e0b1c7a1
+def evaluator_objective(
+    model:FGGAN,
+    x_r:Tensor,            # (B, 3, H, W) real images
+    x_z:Tensor|None,       # (B, 3, H, W) generated representations G(x_r), detached; None: real images only
+    x_c:Tensor,            # (B, 3, H, W) canonical views
+    y:Tensor,              # (B,) labels
+    names=("D", "N", "S"), # sub-modules whose terms are computed
+)->dict[str, Tensor]:      # "d", "n", "s": each module's loss on real and generated inputs; "e" = gamma * their sum
+    "Eq. 3 of FGGAN: E = gamma_D L_D + gamma_N L_N + gamma_S L_S, each term the loss its own module minimises (§3.5)"
+    c, out = model.config, {}
+    if "D" in names: out["d"] = discriminator_loss(model.D(x_r), True) + discriminator_loss(model.D(x_z), False)  # Eq. 4
+    if "N" in names:
+        t = normalizer_loss(model.N, x_z, x_c, per_feature=c.rec_per_feature)       # Eq. 5 over B positive + B negative pairs
+        out["n"] = t["cls"] - 0.5 * c.lam * t["rec"] if c.n_rec and model.use_rec else t["cls"]   # l = 0 on positives
+    if "S" in names:
+        out["s"] = semantic_loss(model.S(x_r)["logits"], y)                           # Eq. 6 on x_r
+        if x_z is not None and model.G is not None:                                    # and on x_z, weighted
+            out["s"] = out["s"] + c.s_weight_xz * semantic_loss(model.S(x_z)["logits"], y)
+    if out: out["e"] = c.gamma * sum(out.values())
+    return out
+
 # %% ../nbs/11_fggan.ipynb #12bd6439
+def _adversarial(logits:Tensor, saturating:bool)->Tensor:
+    "G's adversarial term on an evaluator's logits: log(1 - p) (-E, saturating) or -log p (non-saturating)"
+    return -discriminator_loss(logits, real=False) if saturating else discriminator_loss(logits, real=True)
+
 def generator_loss(
     model:FGGAN,
     x_r:Tensor,    # (B, 3, H, W) real images
     x_c:Tensor,    # (B, 3, H, W) canonical views
     y:Tensor,      # (B,) labels
 )->dict[str, Tensor]: # named terms and "g" = L_G
-    "L_G: non-saturating -log D(x_z) - log N(x_z, x_c) + lambda l(x_z, x_c) + 0.001 L_S(x_z) (Eqs. 3-6, §3.5); CAE without D"
+    "L_G (§3.5): adversarial terms on D(x_z) and N(x_z, x_c) (`config.g_loss`) + lambda l(x_z, x_c) + 0.001 L_S(x_z); CAE without D"
     c, x_z, out = model.config, model.G(x_r), {}
     if model.D is None:                                                         # CAE: reconstruct the input
         out["g"] = 0.5 * (x_z - x_r).pow(2).mean(); return out
-    g = c.gamma * discriminator_loss(model.D(x_z), real=True)                  # -log D(x_z)
+    sat = c.g_loss == "saturating"
+    g = c.gamma * _adversarial(model.D(x_z), sat)                               # log(1 - D(x_z)) or -log D(x_z)
     if model.N is not None:
         logits, f = model.N(torch.cat([torch.cat([x_z, x_c], 1), torch.cat([x_c, x_c], 1)]))
         B = x_r.shape[0]
-        out["g_n"] = F.binary_cross_entropy_with_logits(logits[:B], torch.ones_like(logits[:B]))  # -log N(x_z, x_c)
+        out["g_n"] = _adversarial(logits[:B], sat)                              # log(1 - N) or -log N(x_z, x_c)
         g = g + c.gamma * out["g_n"]
         if model.use_rec:
             out["g_rec"] = feature_reconstruction(f[:B], f[B:], per_feature=c.rec_per_feature)  # l(x_z, x_c)
@@ -434,21 +480,17 @@ def alternating_step(
     batch:dict,           # {"image": (B, 3, H, W), "label": (B,), optional "canonical"}
     names,                # phases to run, a subset of ("D", "N", "S", "G") (the optimisers' names)
     step_fn,              # step_fn(loss, name): back-propagate into optimiser `name` only and step it
+    real_only:bool=False, # the stage before the game: S alone on real images (§3.4)
 )->dict[str, Tensor]:     # detached named losses, "loss" = the sum of the phases' losses
-    "One iteration of Algorithm 1 of FGGAN: update D, N, S, then G with the evaluator frozen"
+    "One iteration of Algorithm 1 of FGGAN: update D, N, S on their terms of Eq. 3, then G with the evaluator frozen"
     x_r, y = batch["image"], batch["label"]
-    x_c, out = model.canonical_for(batch), {}
-    with torch.no_grad(): x_z = model.generate(x_r)                              # sample from {x_r, G(x_r)}
-    if "D" in names:
-        out["d"] = discriminator_loss(model.D(x_r), True) + discriminator_loss(model.D(x_z), False)  # Eq. 4
-        step_fn(out["d"], "D")
-    if "N" in names:
-        out["n"] = normalizer_loss(model.N, x_z, x_c)["cls"]                     # Eq. 5, classification term
-        step_fn(out["n"], "N")
-    if "S" in names:
-        out["s"] = semantic_loss(model.S(x_r)["logits"], y)                      # Eq. 6 on x_r
-        if model.G is not None: out["s"] = out["s"] + semantic_loss(model.S(x_z)["logits"], y)  # and on x_z
-        step_fn(out["s"], "S")
+    x_c, c = model.canonical_for(batch), model.config
+    if real_only: names, x_z = [n for n in names if n == "S"], None
+    else:
+        with torch.no_grad(): x_z = model.generate(x_r)                          # sample from {x_r, G(x_r)}
+    out = evaluator_objective(model, x_r, x_z, x_c, y, [n for n in ("D", "N", "S") if n in names])
+    for n in ("D", "N", "S"):
+        if n in names: step_fn(c.gamma * out[n.lower()], n)
     if "G" in names:
         evaluator = [m for m in (model.D, model.N, model.S) if m is not None]
         flags = [[p.requires_grad for p in m.parameters()] for m in evaluator]
@@ -470,7 +512,8 @@ def configure_optimizers(self:FGGAN)->dict: return fggan_optimizers(self)
 
 @patch
 def training_step(self:FGGAN, batch:dict)->dict[str, Tensor]:
-    return alternating_step(self, batch, list(self.trainer.optimizers), self.backward_step)
+    first = self.train_S and self.trainer.epoch < self.config.pretrain_s_epochs   # S on real images first (§3.4)
+    return alternating_step(self, batch, list(self.trainer.optimizers), self.backward_step, real_only=first)
 
 @patch
 def embed(self:FGGAN, batch:dict)->Tensor: return fggan_features(self, batch["image"])   # (B, D) retrieval feature
@@ -515,7 +558,44 @@ def build_fggan(config:FGGANConfig, train_dataset=None)->FGGAN:
     canonical = canonical_views(train_dataset, config.canonical_view) if train_dataset is not None else None
     return FGGAN(num_classes_of(config.num_classes, train_dataset), canonical, config)
 
+# %% ../nbs/11_fggan.ipynb #e0b1c7a5
+def open_set_steps(
+    gallery_years,       # (G,) int year of each database (training-split) image
+    gallery_labels,      # (G,) class of each database image
+    query_years,         # (Q,) int year of each test image
+    query_labels,        # (Q,) class of each test image
+    first_year:int,      # open_set_year: the model trains on database images made before it
+)->dict:                 # "fit" (idx), "steps" [{"year", "queries", "gallery", "excluded"}], "empty", "skipped" (years)
+    "FGGAN §4.4: each year from `first_year` on, its new test images against every database image made so far"
+    gy, gl, qy, ql = (np.asarray(a).astype(np.int64).reshape(-1) for a in (gallery_years, gallery_labels, query_years, query_labels))
+    if len(gy) != len(gl) or len(qy) != len(ql):
+        raise ValueError(f"years and labels must have equal lengths: gallery {len(gy)} vs {len(gl)}, queries {len(qy)} vs {len(ql)}")
+    fit = np.flatnonzero(gy < first_year)
+    if not len(fit): raise ValueError(f"open set: no database image made before first_year={first_year}; years found: {sorted(set(gy.tolist()))}")
+    years = sorted({int(y) for y in qy if y >= first_year})
+    steps, skipped = [], []
+    for year in years:
+        gal, q = np.flatnonzero(gy <= year), np.flatnonzero(qy == year)
+        ok = np.isin(ql[q], gl[gal])                                      # the query's class is in the database
+        if ok.any(): steps.append({"year": year, "queries": q[ok].tolist(), "gallery": gal.tolist(), "excluded": int((~ok).sum())})
+        else: skipped.append(year)
+    if not steps: raise ValueError(f"open set: no test image made in or after first_year={first_year} has its class in the "
+                                   f"database (test years found: {sorted(set(qy.tolist()))})")
+    last = max(int(qy.max()), int(gy.max()))
+    return {"fit": fit.tolist(), "steps": steps, "empty": [y for y in range(first_year, last + 1) if y not in years],
+            "skipped": skipped}
+
 # %% ../nbs/11_fggan.ipynb #9bd7b3ad
+def _scores(q, ql, g, gl, ks, metric, steps)->dict:
+    "mAP@k and P@k of queries against a gallery (closed set), or per open-set step ('<year>/<metric>') and their mean"
+    if steps is None: return evaluate_retrieval(q, ql, g, gl, ks=ks, metrics=("map_at_k", "precision"), metric=metric)
+    out = {}
+    for st in steps:
+        qi, gi = torch.as_tensor(st["queries"]), torch.as_tensor(st["gallery"])
+        r = evaluate_retrieval(q[qi], ql[qi], g[gi], gl[gi], ks=ks, metrics=("map_at_k", "precision"), metric=metric)
+        out.update({f"{st['year']}/{n}": v for n, v in r.items()})
+    return {**{n: float(np.mean([out[f"{st['year']}/{n}"] for st in steps])) for n in r}, **out}
+
 @patch
 def make_eval_fn(self:FGGAN,
     query,                         # test queries (items with "image", "label")
@@ -526,17 +606,21 @@ def make_eval_fn(self:FGGAN,
     ks:tuple=(5, 10, 20),          # cut-offs of mAP@k and P@k
     kinds:tuple=("fc", *AGGREGATIONS), # feature kinds evaluated
     metric:str="l2",               # distance (§4.1: Euclidean)
+    relevance:dict|None=None,      # more criteria {name: (query labels (Q,), gallery labels (G,))}, keys "<name>:<kind>/..."
+    steps:list|None=None,          # open set: `open_set_steps(...)["steps"]`, indices into `query` and `gallery`
 )->Callable:                       # eval_fn(model) -> {"mAP@5": ..., "P@5": ..., "fc/mAP@5": ..., "mac/P@5": ...}
     "mAP@k and P@k of every feature kind (§4.1 of FGGAN); the unprefixed keys are `config.aggregation`'s"
+    if steps is not None and gallery is None: raise ValueError("steps (open set) need a gallery")
     def eval_fn(model:FGGAN)->dict:
         kk = tuple(dict.fromkeys((*kinds, model.config.aggregation)))
         feats = lambda ds: fggan_feature_sets(model, ds, kk, batch_size=batch_size, num_workers=num_workers)
         q, g = feats(query), feats(gallery) if gallery is not None else {}
+        crit = {"": (q["label"], g.get("label")), **{f"{n}:": tuple(map(torch.as_tensor, v)) for n, v in (relevance or {}).items()}}
         out = {}
-        for k in kk:
-            r = evaluate_retrieval(q[k], q["label"], g.get(k), g.get("label"), ks=ks, metrics=("map_at_k", "precision"),
-                                   metric=metric)
-            out.update({f"{k}/{n}": v for n, v in r.items()})
-            if k == model.config.aggregation: out.update(r)
+        for pre, (ql, gl) in crit.items():
+            for k in kk:
+                r = _scores(q[k], ql, g.get(k), gl, ks, metric, steps)
+                out.update({f"{pre}{k}/{n}": v for n, v in r.items()})
+                if k == model.config.aggregation: out.update({f"{pre}{n}": v for n, v in r.items()})
         return out
     return eval_fn
