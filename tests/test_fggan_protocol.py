@@ -43,6 +43,14 @@ def test_compcars_official_lists_share_one_label_space(tmp_path):
     ut, uv = (create_dataset("compcars", s, root=tmp_path, transform=T16) for s in ("unseen_train", "unseen_test"))
     assert ut.class_names == ["78/1", "78/12"] and uv.class_names == ["79/3", "80/9", "81/5"]   # disjoint, own name
     assert len(ut) + len(uv) == len(create_dataset("compcars", "all", root=tmp_path)) == 24
+    assert tr.view_index(0, "side") is None and tr.view_index(1, "side") == 2 and tr[0]["image"].shape == (3, 16, 16)
+    assert len(create_dataset("compcars", "train", root=tmp_path, views=["side"])) == 2
+    (base / "label" / "79" / "3" / "2010" / "c2.txt").write_text("7\n")
+    with pytest.raises(DatasetFormatError, match="viewpoint must be one of"):
+        create_dataset("compcars", "test", root=tmp_path)
+    (base / "label" / "79" / "3" / "2010" / "c2.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"CompCars .*missing .*c2.txt"):
+        create_dataset("compcars", "test", root=tmp_path)
 
 
 def test_compcars_missing_lists_and_images(tmp_path):
@@ -161,7 +169,7 @@ def test_eq5_normalizer_term_and_saturating_generator_loss():
     with torch.no_grad(): lp, fp = m.N(torch.cat([x_c, x_c], 1)); ln, fn = m.N(torch.cat([x_z, x_c], 1))
     pos = [-math.log(torch.sigmoid(v).item()) for v in lp]                                    # -log N(x_c, x_c) - lambda * 0
     neg = [-math.log(1 - torch.sigmoid(v).item()) - 0.5 * float(((a - b) ** 2).sum()) for v, a, b in zip(ln, fn, fp)]
-    assert math.isclose(float(e["n"]), float(np.mean(pos + neg)), rel_tol=1e-5)
+    assert math.isclose(e["n"].item(), float(np.mean(pos + neg)), rel_tol=1e-5)
     e_off = evaluator_objective(FGGAN(3, m.canonical, _tiny_config(rec_per_feature=False)).eval(), x_r, x_z, x_c, y)
     assert "n" in e_off                                                                       # (runs without n_rec)
     g = generator_loss(m, x_r, x_c, y)
@@ -169,7 +177,7 @@ def test_eq5_normalizer_term_and_saturating_generator_loss():
     lz, fz = m.N(torch.cat([xz, x_c], 1))
     want = (torch.log(1 - torch.sigmoid(m.D(xz))).mean() + torch.log(1 - torch.sigmoid(lz)).mean()
             + 0.5 * ((fz - fp) ** 2).sum(1).mean() + 0.001 * F.cross_entropy(m.S(xz)["logits"], y))
-    assert math.isclose(float(g["g"]), float(want), rel_tol=1e-5)                             # -E for D and N (§3.5)
+    assert math.isclose(g["g"].item(), want.item(), rel_tol=1e-5)                             # -E for D and N (§3.5)
 
 
 def test_s_is_trained_on_real_images_first():
