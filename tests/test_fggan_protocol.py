@@ -189,3 +189,18 @@ def test_s_is_trained_on_real_images_first():
             schedule="constant", checkpoint_every_epochs=0), out_dir=tempfile.mkdtemp()).fit()
     moved = {n.split(".")[0] for n, p in m.named_parameters() if not torch.equal(p, before[n])}
     assert moved == {"S"}                                    # epoch 0 of 1 is the stage that trains S alone
+
+
+def test_canonical_views_are_a_build_input():
+    "21 hands x_c to `create_method` through its training set (`canonical_images`), not by setting `model.canonical` after"
+    from fgr_core.repro import RelabeledSubset
+    items = [{"image": torch.randn(3, 16, 16), "label": i % 2} for i in range(4)]
+    class _Base(list): labels = torch.tensor([0, 1, 0, 1])
+    fit = RelabeledSubset(_Base(items), [0, 1, 3], {0: 0, 1: 1})
+    fit.canonical_images = torch.randn(2, 3, 16, 16) - 3                            # already normalised: kept as given
+    m = create_method("fggan", fit, canonical_view="canonical", num_classes=2, image_backbone="small_cnn", pretrained=False,
+                      embed_dim=8, g_width=4, g_depth=2, d_width=4, d_depth=2, n_width=4, n_depth=2, feature_layer=2)
+    assert torch.equal(m.canonical, fit.canonical_images)
+    nb = (REPO / "nbs" / "21_fggan_repro.ipynb").read_text()
+    assert "model.canonical =" not in nb and "fit_set.canonical_images = " in nb
+

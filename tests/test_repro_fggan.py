@@ -28,8 +28,9 @@ def test_fggan_repro_smoke(run_notebook, results_checker, tmp_path):
 def test_fggan_repro_open_set_smoke(run_notebook, results_checker, tmp_path):
     out = tmp_path / "out"
     run_notebook("21_fggan_repro.ipynb", {**TINY, "ablation": False, "open_set": True, "aggregation": "crow", "out_dir": str(out)})
-    res = results_checker(out, "fggan", BASELINES + ["FGGAN+CroW"], [0], METRICS, ["figure5"])
+    res = results_checker(out, "fggan", BASELINES + ["FGGAN+CroW"], [0], METRICS, ["figure4", "figure5"])
     assert res["setting"] == "open-set" and res["sizes"]["train_classes"] == 2   # one of two typefaces x two characters
+    assert res["open_set"]["years"] == [1] and res["open_set"]["excluded"] == {"1": 0}   # the second typeface is the one "year"
     assert {r["method"] for r in res["runs"]} == set(BASELINES) | {"FGGAN+CroW"} and res["claim"] is None
 
 
