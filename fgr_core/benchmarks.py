@@ -161,7 +161,7 @@ COMPCARS_VIEWS = {-1: "uncertain", 1: "front", 2: "rear", 3: "side", 4: "front-s
 COMPCARS_LISTS = ("train_test_split/classification/train.txt", "train_test_split/classification/test.txt")
 
 class CompCarsDataset(ImageDataset):
-    "CompCars web-nature images with viewpoints; `view_index(label, view)` for canonical views, `make_labels` for Table 1"
+    "CompCars web-nature images with viewpoints: `view_index(label, view)` (canonical views), `make_labels` (Table 1)"
     def view_index(self, label:int, view:str="side")->int|None:
         "Index of the first image of class `label` seen from `view`, or None"
         check_choice("view", view, list(COMPCARS_VIEWS.values()))
@@ -198,17 +198,17 @@ def _compcars_split(base:Path, split:str, missing:str)->tuple[list[Path], list[t
     if split in ("train", "test"):
         files = [base / f for f in COMPCARS_LISTS]
         if not all(f.is_file() for f in files):
-            raise DatasetFormatError(f"CompCars: split={split!r} follows the official fine-grained classification lists; "
-                                     f"missing {[str(f) for f in files if not f.is_file()]} (expected both "
+            raise DatasetFormatError(f"CompCars: split={split!r} follows the official fine-grained classification "
+                                     f"lists; missing {[str(f) for f in files if not f.is_file()]} (expected both "
                                      f"{list(COMPCARS_LISTS)} under {str(base)!r}); {_layout_msg('compcars')}")
         lists = {s: _compcars_list(f) for s, f in zip(("train", "test"), files)}
         rels = lists[split]
         models = sorted({r.parts[:2] for rs in lists.values() for r in rs}, key=lambda m: _num_key(Path(*m)))
         gone = [r for r in rels if not (base / "image" / r).is_file()]
         if gone and missing == "error":
-            raise DatasetFormatError(f"CompCars: {len(gone)} image(s) named by {COMPCARS_LISTS[split == 'test']} are missing "
-                                     f"under {str(base / 'image')!r}, e.g. {[str(g) for g in gone[:3]]}; pass missing='skip' "
-                                     f"to leave them out (counted in .excluded)")
+            raise DatasetFormatError(f"CompCars: {len(gone)} image(s) named by {COMPCARS_LISTS[split == 'test']} are "
+                                     f"missing under {str(base / 'image')!r}, e.g. {[str(g) for g in gone[:3]]}; "
+                                     f"pass missing='skip' to leave them out (counted in .excluded)")
         gone_set = set(gone)
         return [r for r in rels if r not in gone_set], models, len(gone)
     imgs = sorted((base / "image").glob("*/*/*/*.jpg"), key=lambda p: _num_key(p.relative_to(base / "image")))
@@ -221,7 +221,7 @@ def _compcars_split(base:Path, split:str, missing:str)->tuple[list[Path], list[t
 
 @DATASETS.register
 def compcars(
-    split:str="train",              # "train"/"test": official classification lists; "unseen_train"/"unseen_test": halves of the models; "all"
+    split:str="train",              # "train"/"test": official lists; "unseen_train"/"unseen_test": model halves; "all"
     root:str|Path|None=None,        # folder holding image/, label/ and train_test_split/
     transform:Callable|None=None,   # default `test_transform(224)`
     views:Sequence[str]|None=None,  # keep only these viewpoints (names of `COMPCARS_VIEWS`)

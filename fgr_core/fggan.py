@@ -273,8 +273,9 @@ def create_semantic_embedding(
 
 # %% ../nbs/11_fggan.ipynb #f5765d84
 VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
-PAPER_SETTINGS = {"g_loss": "saturating", "n_rec": True, "s_weight_xz": 0.001, "pretrain_s_epochs": 1, "g_residual": False,
-                  "optimizer": "sgd", "lr": 2e-4, "lr_s": 2e-4, "momentum": 0.5, "s_weight_g": 0.001, "lam": 1.0}
+PAPER_SETTINGS = {"g_loss": "saturating", "n_rec": True, "s_weight_xz": 0.001, "pretrain_s_epochs": 1,
+                  "g_residual": False, "optimizer": "sgd", "lr": 2e-4, "lr_s": 2e-4, "momentum": 0.5,
+                  "s_weight_g": 0.001, "lam": 1.0}
 
 @dataclasses.dataclass
 class FGGANConfig(MethodConfig):
@@ -309,7 +310,7 @@ class FGGANConfig(MethodConfig):
             for k, v in PAPER_SETTINGS.items():
                 cur = getattr(self, k)
                 if cur == defaults[k]: setattr(self, k, v)                     # still at our default: the paper's value
-                elif cur != v and not (k == "pretrain_s_epochs" and cur > 0):  # (the paper gives no pre-training length)
+                elif cur != v and not (k == "pretrain_s_epochs" and cur > 0):  # the paper gives no length
                     raise ValueError(f"paper_faithful=True sets {k}={v!r}, got {k}={cur!r}; drop one of them")
         super().__post_init__()
 
@@ -432,9 +433,9 @@ def evaluator_objective(
 )->dict[str, Tensor]:      # "d", "n", "s": each module's loss on real and generated inputs; "e" = gamma * their sum
     "Eq. 3 of FGGAN: E = gamma_D L_D + gamma_N L_N + gamma_S L_S, each term the loss its own module minimises (§3.5)"
     c, out = model.config, {}
-    if "D" in names: out["d"] = discriminator_loss(model.D(x_r), True) + discriminator_loss(model.D(x_z), False)  # Eq. 4
+    if "D" in names: out["d"] = discriminator_loss(model.D(x_r), True) + discriminator_loss(model.D(x_z), False)
     if "N" in names:
-        t = normalizer_loss(model.N, x_z, x_c, per_feature=c.rec_per_feature)       # Eq. 5 over B positive + B negative pairs
+        t = normalizer_loss(model.N, x_z, x_c, per_feature=c.rec_per_feature)       # Eq. 5 on B pos. + B neg. pairs
         out["n"] = t["cls"] - 0.5 * c.lam * t["rec"] if c.n_rec and model.use_rec else t["cls"]   # l = 0 on positives
     if "S" in names:
         out["s"] = semantic_loss(model.S(x_r)["logits"], y)                           # Eq. 6 on x_r
@@ -454,7 +455,7 @@ def generator_loss(
     x_c:Tensor,    # (B, 3, H, W) canonical views
     y:Tensor,      # (B,) labels
 )->dict[str, Tensor]: # named terms and "g" = L_G
-    "L_G (§3.5): adversarial terms on D(x_z) and N(x_z, x_c) (`config.g_loss`) + lambda l(x_z, x_c) + 0.001 L_S(x_z); CAE without D"
+    "L_G (§3.5): adversarial terms on D(x_z), N(x_z, x_c) (`g_loss`) + lambda l + 0.001 L_S(x_z); CAE without D"
     c, x_z, out = model.config, model.G(x_r), {}
     if model.D is None:                                                         # CAE: reconstruct the input
         out["g"] = 0.5 * (x_z - x_r).pow(2).mean(); return out
@@ -567,20 +568,25 @@ def open_set_steps(
     first_year:int,      # open_set_year: the model trains on database images made before it
 )->dict:                 # "fit" (idx), "steps" [{"year", "queries", "gallery", "excluded"}], "empty", "skipped" (years)
     "FGGAN §4.4: each year from `first_year` on, its new test images against every database image made so far"
-    gy, gl, qy, ql = (np.asarray(a).astype(np.int64).reshape(-1) for a in (gallery_years, gallery_labels, query_years, query_labels))
+    gy, gl, qy, ql = (np.asarray(a).astype(np.int64).reshape(-1)
+                      for a in (gallery_years, gallery_labels, query_years, query_labels))
     if len(gy) != len(gl) or len(qy) != len(ql):
-        raise ValueError(f"years and labels must have equal lengths: gallery {len(gy)} vs {len(gl)}, queries {len(qy)} vs {len(ql)}")
+        raise ValueError(f"years and labels must have equal lengths: gallery {len(gy)} vs {len(gl)}, "
+                         f"queries {len(qy)} vs {len(ql)}")
     fit = np.flatnonzero(gy < first_year)
-    if not len(fit): raise ValueError(f"open set: no database image made before first_year={first_year}; years found: {sorted(set(gy.tolist()))}")
+    if not len(fit): raise ValueError(f"open set: no database image made before first_year={first_year}; "
+                                      f"years found: {sorted(set(gy.tolist()))}")
     years = sorted({int(y) for y in qy if y >= first_year})
     steps, skipped = [], []
     for year in years:
         gal, q = np.flatnonzero(gy <= year), np.flatnonzero(qy == year)
         ok = np.isin(ql[q], gl[gal])                                      # the query's class is in the database
-        if ok.any(): steps.append({"year": year, "queries": q[ok].tolist(), "gallery": gal.tolist(), "excluded": int((~ok).sum())})
+        if ok.any():
+            steps.append({"year": year, "queries": q[ok].tolist(), "gallery": gal.tolist(),
+                          "excluded": int((~ok).sum())})
         else: skipped.append(year)
-    if not steps: raise ValueError(f"open set: no test image made in or after first_year={first_year} has its class in the "
-                                   f"database (test years found: {sorted(set(qy.tolist()))})")
+    if not steps: raise ValueError(f"open set: no test image made in or after first_year={first_year} has its class "
+                                   f"in the database (test years found: {sorted(set(qy.tolist()))})")
     last = max(int(qy.max()), int(gy.max()))
     return {"fit": fit.tolist(), "steps": steps, "empty": [y for y in range(first_year, last + 1) if y not in years],
             "skipped": skipped}
@@ -606,7 +612,7 @@ def make_eval_fn(self:FGGAN,
     ks:tuple=(5, 10, 20),          # cut-offs of mAP@k and P@k
     kinds:tuple=("fc", *AGGREGATIONS), # feature kinds evaluated
     metric:str="l2",               # distance (§4.1: Euclidean)
-    relevance:dict|None=None,      # more criteria {name: (query labels (Q,), gallery labels (G,))}, keys "<name>:<kind>/..."
+    relevance:dict|None=None,      # more criteria {name: (query labels (Q,), gallery labels (G,))}: "<name>:<kind>/..."
     steps:list|None=None,          # open set: `open_set_steps(...)["steps"]`, indices into `query` and `gallery`
 )->Callable:                       # eval_fn(model) -> {"mAP@5": ..., "P@5": ..., "fc/mAP@5": ..., "mac/P@5": ...}
     "mAP@k and P@k of every feature kind (§4.1 of FGGAN); the unprefixed keys are `config.aggregation`'s"
@@ -615,7 +621,8 @@ def make_eval_fn(self:FGGAN,
         kk = tuple(dict.fromkeys((*kinds, model.config.aggregation)))
         feats = lambda ds: fggan_feature_sets(model, ds, kk, batch_size=batch_size, num_workers=num_workers)
         q, g = feats(query), feats(gallery) if gallery is not None else {}
-        crit = {"": (q["label"], g.get("label")), **{f"{n}:": tuple(map(torch.as_tensor, v)) for n, v in (relevance or {}).items()}}
+        crit = {"": (q["label"], g.get("label")),
+                **{f"{n}:": tuple(map(torch.as_tensor, v)) for n, v in (relevance or {}).items()}}
         out = {}
         for pre, (ql, gl) in crit.items():
             for k in kk:

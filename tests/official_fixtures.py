@@ -82,19 +82,22 @@ def write_inshop(root: Path) -> Path:
 
 def write_compcars(root: Path) -> Path:
     """CompCars web-nature: image/<make>/<model>/<year>/<name>.jpg + label/.../<name>.txt (viewpoint, box count, box)
-    + train_test_split/classification/{train,test}.txt. Five models of three makes, years 2008-2014 around 2010; every
-    model has a front view in train; 81/5's only train image is from 2013, so its 2011 test query has no database image
-    in the open set's 2011 step."""
+    + train_test_split/classification/{train,test}.txt. Five models of four makes (78 has two), years 2008-2014 around
+    2010; every model has a front view in train; 81/5's only train image is from 2013, so its 2011 test query has no
+    database image in the open set's 2011 step."""
     base = root / "CompCars"
-    items = [("78", "1", "2014", "a1", 1, "train"), ("78", "1", "2014", "a2", 3, "test"), ("78", "1", "2013", "a3", 2, "train"),
-             ("78", "12", "2012", "b1", 4, "test"), ("78", "12", "2012", "b2", 3, "train"),
-             ("79", "3", "2010", "c1", 5, "train"), ("79", "3", "2010", "c2", -1, "test"), ("80", "9", "2011", "d1", 3, "test"),
-             ("78", "1", "2008", "a4", 1, "train"), ("78", "1", "2008", "a5", 3, "test"), ("78", "1", "2013", "a6", 3, "test"),
-             ("78", "1", "2008", "a7", 2, "train"), ("78", "12", "2009", "b3", 1, "train"), ("78", "12", "2009", "b4", 2, "test"),
-             ("78", "12", "2012", "b5", 1, "train"), ("78", "12", "2009", "b6", 3, "train"), ("78", "12", "2012", "b7", 3, "test"),
-             ("79", "3", "2010", "c3", 1, "train"), ("79", "3", "2011", "c4", 3, "test"), ("80", "9", "2011", "d2", 1, "train"),
-             ("80", "9", "2008", "d3", 2, "train"), ("80", "9", "2008", "d4", 1, "test"), ("81", "5", "2013", "e1", 1, "train"),
-             ("81", "5", "2011", "e2", 3, "test")]
+    items = [("78", "1", "2014", "a1", 1, "train"), ("78", "1", "2014", "a2", 3, "test"),
+             ("78", "1", "2013", "a3", 2, "train"), ("78", "12", "2012", "b1", 4, "test"),
+             ("78", "12", "2012", "b2", 3, "train"), ("79", "3", "2010", "c1", 5, "train"),
+             ("79", "3", "2010", "c2", -1, "test"), ("80", "9", "2011", "d1", 3, "test"),
+             ("78", "1", "2008", "a4", 1, "train"), ("78", "1", "2008", "a5", 3, "test"),
+             ("78", "1", "2013", "a6", 3, "test"), ("78", "1", "2008", "a7", 2, "train"),
+             ("78", "12", "2009", "b3", 1, "train"), ("78", "12", "2009", "b4", 2, "test"),
+             ("78", "12", "2012", "b5", 1, "train"), ("78", "12", "2009", "b6", 3, "train"),
+             ("78", "12", "2012", "b7", 3, "test"), ("79", "3", "2010", "c3", 1, "train"),
+             ("79", "3", "2011", "c4", 3, "test"), ("80", "9", "2011", "d2", 1, "train"),
+             ("80", "9", "2008", "d3", 2, "train"), ("80", "9", "2008", "d4", 1, "test"),
+             ("81", "5", "2013", "e1", 1, "train"), ("81", "5", "2011", "e2", 3, "test")]
     lists = {"train": [], "test": []}
     for k, (make, model, year, name, view, split) in enumerate(items):
         _img(base / "image" / make / model / year / f"{name}.jpg", (40 * int(model) % 256, 20 * k % 256, 90))

@@ -30,7 +30,7 @@ def test_fggan_repro_open_set_smoke(run_notebook, results_checker, tmp_path):
     run_notebook("21_fggan_repro.ipynb", {**TINY, "ablation": False, "open_set": True, "aggregation": "crow", "out_dir": str(out)})
     res = results_checker(out, "fggan", BASELINES + ["FGGAN+CroW"], [0], METRICS, ["figure4", "figure5"])
     assert res["setting"] == "open-set" and res["sizes"]["train_classes"] == 2   # one of two typefaces x two characters
-    assert res["open_set"]["years"] == [1] and res["open_set"]["excluded"] == {"1": 0}   # the second typeface is the one "year"
+    assert res["open_set"]["years"] == [1] and res["open_set"]["excluded"] == {"1": 0}   # typeface 2 is the one "year"
     assert {r["method"] for r in res["runs"]} == set(BASELINES) | {"FGGAN+CroW"} and res["claim"] is None
 
 
@@ -47,19 +47,21 @@ def test_fggan_repro_compcars_closed_set(run_notebook, results_checker, tmp_path
     rows = BASELINES + ["FGGAN"]
     res = results_checker(out, "fggan", rows, [0], METRICS, ["figure5", "training_curves", "retrieval_gallery"])
     assert res["dataset"] == "compcars" and res["setting"] == "closed-set" and res["relevance"] == "shared_label"
-    assert res["sizes"] == {"train_classes": 5, "fit": 13, "gallery": 13, "queries": 11}   # the official lists, one label space
+    assert res["sizes"] == {"train_classes": 5, "fit": 13, "gallery": 13, "queries": 11}   # the lists, one label space
     shown = {(r["table"], r["setting"]) for r in res["paper_rows"]}
     assert {(1, "closed-set"), (5, "canonical view=front"), (6, "reconstruction at conv4")} == shown   # Tables 1, 5, 6
     other = pd.read_csv(out / "table_other_relevance.csv")
-    assert set(other["source"]) == {"ours", "FGGAN Table 7"} and other[other.source == "ours"]["mAP@1"].between(0, 100).all()
+    assert set(other["source"]) == {"ours", "FGGAN Table 7"}
+    assert other[other.source == "ours"]["mAP@1"].between(0, 100).all()
 
 
 def test_fggan_repro_compcars_open_set_paper_faithful(run_notebook, results_checker, tmp_path):
     from official_fixtures import write_compcars
     write_compcars(tmp_path / "data")
     out = tmp_path / "out"
-    run_notebook("21_fggan_repro.ipynb", {**CC, "data_root": str(tmp_path / "data"), "out_dir": str(out), "open_set": True,
-                                          "paper_faithful": True, "epochs": 2, "methods": ["finetuned", "fggan"]})
+    run_notebook("21_fggan_repro.ipynb", {**CC, "data_root": str(tmp_path / "data"), "out_dir": str(out),
+                                          "open_set": True, "paper_faithful": True, "epochs": 2,
+                                          "methods": ["finetuned", "fggan"]})
     res = results_checker(out, "fggan", ["Backbone+ft", "FGGAN"], [0], METRICS, ["figure4", "figure5"])
     assert res["setting"] == "open-set" and res["paper_rows"] == []            # Fig. 4 prints no numbers
     assert res["sizes"]["train_classes"] == 3 and res["sizes"]["fit"] == 5       # the cars made before 2010
