@@ -45,9 +45,12 @@ def stratified_split(
     start = torch.cumsum(counts, 0) - counts                        # first position of each class in `order`
     rank = torch.arange(len(order)) - start.repeat_interleave(counts)  # position within its class
     is_db = rank < n_db.repeat_interleave(counts)
-    if not is_db.any(): raise ValueError(f"labels: no class has 2 images, so the database would be empty ({len(counts)} classes, {len(labels)} images)")
-    if (counts < 2).any(): warnings.warn(f"stratified_split: {int((counts < 2).sum())} of {len(counts)} classes have a single image; "
-                                         "it goes to the query set and the database holds no item of its class")
+    if not is_db.any():
+        raise ValueError(f"labels: no class has 2 images, so the database would be empty "
+                         f"({len(counts)} classes, {len(labels)} images)")
+    if (counts < 2).any():
+        warnings.warn(f"stratified_split: {int((counts < 2).sum())} of {len(counts)} classes have a single image; "
+                      "it goes to the query set and the database holds no item of its class")
     return order[~is_db].sort().values, order[is_db].sort().values
 
 # %% ../nbs/12_dmcac.ipynb #ac10895c
@@ -56,10 +59,11 @@ class IndexedSubset(torch.utils.data.Dataset):
     def __init__(self,
         dataset,        # map-style dataset of dict items with "label"
         ids:Tensor,     # (N,) ids into `dataset`
-        transform:Callable|None=None, # None: `dataset`'s items; else `{"image": transform(dataset.load_image(id)), "label"}`
+        transform:Callable|None=None, # None: `dataset`'s items; else image = transform(dataset.load_image(id))
     ):
         if transform is not None and not hasattr(dataset, "load_image"):
-            raise ValueError(f"dataset: a transform needs `load_image(i)` (the untransformed image, as `ImageDataset` has); got {type(dataset).__name__}")
+            raise ValueError(f"dataset: a transform needs `load_image(i)` (the untransformed image, as `ImageDataset` "
+                             f"has); got {type(dataset).__name__}")
         self.dataset, self.ids, self.transform = dataset, torch.as_tensor(ids).long(), transform
         labels = getattr(dataset, "labels", None)
         self.labels = torch.as_tensor(labels)[self.ids] if labels is not None else torch.tensor([int(dataset[int(i)]["label"]) for i in self.ids])
@@ -79,7 +83,7 @@ def split_query_database(
     dataset,                        # training dataset with `.labels` (N,)
     database_fraction:float=0.2,    # share of each class in the training database
     seed:int=0,                     # split seed; drawn through its own stream `epoch_seed(seed, 0, SPLIT_STREAM)`
-    query_transform:Callable|None=None, # transform of the query set's raw images (e.g. `QueryViews`); None: the dataset's
+    query_transform:Callable|None=None, # transform of the query set's raw images (`QueryViews`); None: the dataset's
 )->tuple[IndexedSubset, IndexedSubset]: # training query set D_Q, training database D_D
     "Stratified split of a training set into DMCAC's query set and database (§3.1, §4.1 of DMCAC)"
     labels = getattr(dataset, "labels", None)
@@ -114,7 +118,7 @@ def paper_database_fraction(
     dataset:str,                  # dataset name, e.g. "cub200"
     retrieval:str="approximate",  # "approximate" or "full"
 )->float:                         # share of each training class in the database D_D
-    "The paper's database share: 0.2 (§4.1); full retrieval 0.1 on CUB-200, 0.05 on Cars-196, else 0.1 (Table 4 of DMCAC)"
+    "The paper's database share: 0.2 (§4.1); full retrieval: 0.1 CUB-200, 0.05 Cars-196, else 0.1 (Table 4 of DMCAC)"
     check_choice("retrieval", retrieval, ["approximate", "full"])
     return 0.2 if retrieval == "approximate" else PAPER_FULL_RETRIEVAL_FRACTION.get(dataset, 0.1)
 
@@ -261,7 +265,8 @@ class DMCAC(Method):
         self.view_classifier = nn.Linear(dim, num_classes, bias=False)     # W_q of Eq. 14
         self.cac = CrossAttentionClassifier(dim, num_classes)             # Eq. 16-18
         self.database = DatabaseEmbeddings(every=refresh_every, kind=index_kind, metric="cosine", **(index_kwargs or {}))
-        self.database_loader, self._refresh_due, self._Z_D, self._query_mask, self._db_images = None, True, None, None, None
+        self.database_loader, self._refresh_due, self._Z_D, self._query_mask = None, True, None, None
+        self._db_images = None                                            # full retrieval: the database images
 
 # %% ../nbs/12_dmcac.ipynb #fc6f6fda
 @patch
@@ -316,7 +321,7 @@ def on_epoch_start(self:DMCAC, epoch:int):
 @patch
 def retrieve(self:DMCAC,
     Z_A:Tensor,                  # (B, A, F) view embeddings
-)->tuple[Tensor, Tensor|None]:   # Z: (D, F) database with gradient (full) or (B, U, F) constant unions (approximate); mask
+)->tuple[Tensor, Tensor|None]:   # Z: (D, F) with gradient (full) or (B, U, F) constant unions (approximate); mask
     "Database embeddings each query's views are compared with (Eq. 6 or Eq. 8-9 of DMCAC)"
     if self.retrieval == "full": return self.embed_database().to(Z_A.dtype), None    # Eq. 6, end to end
     if self._refresh_due or self._Z_D is None: self.refresh_database(getattr(self.trainer, "epoch", None))
@@ -328,7 +333,8 @@ def retrieve(self:DMCAC,
 def database_images(self:DMCAC)->Tensor: # (D, 3, H, W) on the method's device
     "Images of the training database D_D (its loader's transform, no augmentation), loaded once (full retrieval)"
     if self._db_images is None:
-        if self.database_loader is None: raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the training database D_D")
+        if self.database_loader is None:
+            raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the database D_D")
         self._db_images = torch.cat([b["image"] for b in self.database_loader]).to(next(self.parameters()).device)
     return self._db_images
 
@@ -352,7 +358,8 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     x, y = batch["image"], torch.as_tensor(batch["label"]).long().to(batch["image"].device)
     per_item = self.views == "randaugment"                           # views made per item by the loader (QueryViews)
     if x.ndim != (5 if per_item else 4) or (per_item and x.shape[1] != self.A):
-        want = f"(B, {self.A}, 3, H, W): the views `QueryViews` makes per item" if per_item else "(B, 3, H, W): views are made on the batch"
+        want = (f"(B, {self.A}, 3, H, W): the views `QueryViews` makes per item" if per_item
+                else "(B, 3, H, W): views are made on the batch")
         raise ValueError(f"batch['image']: views={self.views!r} expects {want}; got {tuple(x.shape)}")
     due = self.retrieval == "approximate" and (self._refresh_due or self._Z_D is None)
     if (self.betas[0] or self.betas[2]) and due:                                         # first: under DDP every
@@ -407,8 +414,10 @@ def _query_views_on(dataset, database:IndexedSubset, views:QueryViews)->IndexedS
     "`dataset`'s transform becomes `views` (fgr-train's loader reads it); the database keeps the original transform"
     tf = getattr(dataset, "transform", None)
     if tf is None or not hasattr(dataset, "load_image"):
-        raise ValueError(f"train_dataset: views='randaugment' needs `transform` and `load_image` (an ImageDataset), got {type(dataset).__name__}; or set views='affine'")
-    if isinstance(tf, QueryViews): raise ValueError("train_dataset: its transform is already QueryViews (a second DMCAC on it); create the dataset again")
+        raise ValueError(f"train_dataset: views='randaugment' needs `transform` and `load_image` (an ImageDataset), "
+                         f"got {type(dataset).__name__}; or set views='affine'")
+    if isinstance(tf, QueryViews):
+        raise ValueError("train_dataset: its transform is already QueryViews (a second DMCAC on it); create it again")
     dataset.transform = views
     return IndexedSubset(dataset, database.ids, transform=tf)
 
@@ -419,7 +428,8 @@ def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
     c = config
     m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas,
               c.temperature, c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed,
-              pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim, views=c.views, chunk_size=c.chunk_size)
+              pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim, views=c.views,
+              chunk_size=c.chunk_size)
     if train_dataset is not None:
         q, d = split_query_database(train_dataset, c.database_fraction, c.split_seed)
         if c.views == "randaugment": d = _query_views_on(train_dataset, d, QueryViews(c.A, c.crop_size))

@@ -38,7 +38,8 @@ def test_fgr_train_cub_config_on_official_tree(tmp_path, retrieval):
     sets = [f"data.root={root}", "method_args.image_backbone=small_cnn", "method_args.pretrained=false",
             "method_args.crop_size=32", "method_args.A=3", "method_args.k=2", "method_args.chunk_size=2",
             "train.epochs=1", "train.batch_size=6", "train.device=cpu", "train.progress=false",
-            "train.checkpoint_every_epochs=0", f"train.out_dir={tmp_path / 'run'}", "eval.batch_size=16", "eval.ks=[1, 2]"]
+            "train.checkpoint_every_epochs=0", f"train.out_dir={tmp_path / 'run'}", "eval.batch_size=16",
+            "eval.ks=[1, 2]"]
     seen = {}
 
     class Spy(Trainer):
@@ -54,7 +55,7 @@ def test_fgr_train_cub_config_on_official_tree(tmp_path, retrieval):
     res = run_training(load_run_config(REPO / "configs" / name, sets), trainer_cls=Spy)
     m, db = seen["method"], seen["method"].database_loader.dataset
     assert isinstance(seen["transform"], QueryViews)                         # the loader's items are query views
-    assert seen["shapes"] and all(s[1:] == (3, 3, 32, 32) for s in seen["shapes"]), seen["shapes"]   # (B, A, 3, crop, crop)
+    assert seen["shapes"] and all(s[1:] == (3, 3, 32, 32) for s in seen["shapes"]), seen["shapes"]   # (B, A, 3, 32, 32)
     assert db[0]["image"].shape == (3, 224, 224)                             # the database: the evaluation transform
     assert len(db) == {"approximate": 4, "full": 2}[retrieval]               # 20% / 10% (Table 4) of 10 per class
     assert m.retrieval == retrieval and 0 <= res["metrics"]["R@1"] <= 1
