@@ -6,10 +6,12 @@
 What is timed is `fgr_core.dmcac.DMCAC.training_step` + backward + AdamW step (the real method: views, Eq. 5
 encoding, retrieval, L_frob, L_ce, L_cac, Eq. 20), with a stand-in encoder so that only retrieval and the losses
 scale with the database: the "images" are random 384-d vectors (B, 384, 1, 1), the encoder is one 384x384 linear
-layer, and the database is random vectors embedded by that layer (refreshed once, before timing; refresh cost
-is not part of a step). Batch B = 32 queries x A = 6 views, k = 12.
+layer, and the database is random vectors embedded by that layer (approximate: refreshed once, before timing, and
+the refresh is not part of a step; full: embedded inside every step, which is the point of Eq. 6-7). Batch B = 32 queries x A = 6 views, k = 12.
 
-* full:        Eq. 6-7, P over the whole database, CAC over the whole database; gradients through all of it.
+* full:        Eq. 6-7 end to end: the whole database is re-embedded in every step *with* gradient, in checkpointed
+               chunks of --chunk-size (the encoder runs forward twice and backward once over all D rows), then P and
+               CAC over the whole database; gradients through all of it, to the encoder.
 * approx-flat: Eq. 8-10 with an exact FAISS IndexFlatIP search (linear in D, but no gradient, no (B, A, D) tensors).
 * approx-ivf:  the same with an IVF index (nlist = 4 sqrt(D), nprobe = 8): sub-linear search.
 
@@ -42,7 +44,8 @@ class _PeakRSS:
         self._stop.set(); self._t.join(); self.peak = max(self.peak, _rss_bytes())
 
 
-def run_one(mode: str, n: int, dim: int, batch: int, A: int, k: int, steps: int, device: str, seed: int) -> dict:
+def run_one(mode: str, n: int, dim: int, batch: int, A: int, k: int, steps: int, device: str, seed: int,
+            chunk_size: int = 4096) -> dict:
     import math
     import torch
     from torch import nn
@@ -67,10 +70,12 @@ def run_one(mode: str, n: int, dim: int, batch: int, A: int, k: int, steps: int,
     retrieval = "full" if mode == "full" else "approximate"
     kind = "ivf" if mode == "approx-ivf" else "flat"
     index_kwargs = {"nlist": max(4, int(4 * math.sqrt(n))), "nprobe": 8} if kind == "ivf" else {}
-    m = DMCAC(Encoder(), num_classes=100, A=A, k=k, retrieval=retrieval, views_fn=views, index_kind=kind,
-              index_kwargs=index_kwargs, refresh_every=10**6).to(dev)
+    m = DMCAC(Encoder(), num_classes=100, A=A, k=k, retrieval=retrieval, views="affine", views_fn=views, index_kind=kind,
+              index_kwargs=index_kwargs, refresh_every=10**6, chunk_size=chunk_size).to(dev)
     m.set_database(Vectors(db), batch_size=4096)
-    t0 = time.perf_counter(); m.refresh_database(0); refresh_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m.database_images() if retrieval == "full" else m.refresh_database(0)   # full: images loaded once, embedded per step
+    refresh_s = time.perf_counter() - t0
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
     batches = [{"image": torch.randn(batch, dim, 1, 1, generator=g).to(dev), "label": torch.randint(0, 100, (batch,), generator=g).to(dev)}
                for _ in range(steps + 1)]
@@ -106,20 +111,22 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per run (CPU)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chunk-size", type=int, default=4096, help="full retrieval: database rows per checkpointed chunk")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     ap.add_argument("--_one", nargs=2, metavar=("MODE", "D"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
         import torch
         torch.set_num_threads(a.threads)
-        print(json.dumps(run_one(a._one[0], int(a._one[1]), a.dim, a.batch, a.A, a.k, a.steps, a.device, a.seed)))
+        print(json.dumps(run_one(a._one[0], int(a._one[1]), a.dim, a.batch, a.A, a.k, a.steps, a.device, a.seed, a.chunk_size)))
         return
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     rows = []
     for n in a.sizes:
         for mode in a.modes:
             cmd = [sys.executable, __file__, "--_one", mode, str(n), "--dim", str(a.dim), "--batch", str(a.batch), "--A", str(a.A),
-                   "--k", str(a.k), "--steps", str(a.steps), "--device", a.device, "--threads", str(a.threads), "--seed", str(a.seed)]
+                   "--k", str(a.k), "--steps", str(a.steps), "--device", a.device, "--threads", str(a.threads), "--seed", str(a.seed),
+                   "--chunk-size", str(a.chunk_size)]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"{mode} D={n}: failed\n{out.stderr[-2000:]}", file=sys.stderr); continue

@@ -4,22 +4,27 @@
 
 # %% ../nbs/12_dmcac.ipynb #75af769e
 from __future__ import annotations
-import dataclasses, math
+import dataclasses, math, warnings
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
+import torchvision.transforms.v2 as T
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .core import check_choice, check_range
+from .data import train_transform
 from .divergences import frobenius_view_loss
 from .index import DatabaseEmbeddings, topk_union
+from .train import epoch_seed
 
 # %% auto #0
-__all__ = ['stratified_split', 'IndexedSubset', 'split_query_database', 'view_similarities', 'view_distributions',
-           'approximate_retrieval', 'view_ce_loss', 'CrossAttentionClassifier', 'dmcac_total_loss', 'DMCAC',
-           'DMCACConfig', 'build_dmcac', 'cross_attention_map']
+__all__ = ['SPLIT_STREAM', 'PAPER_FULL_RETRIEVAL_FRACTION', 'stratified_split', 'IndexedSubset', 'split_query_database',
+           'QueryViews', 'paper_database_fraction', 'view_similarities', 'view_distributions', 'approximate_retrieval',
+           'view_ce_loss', 'CrossAttentionClassifier', 'dmcac_total_loss', 'DMCAC', 'DMCACConfig', 'build_dmcac',
+           'cross_attention_map']
 
 # %% ../nbs/12_dmcac.ipynb #c1fcdc05
 def stratified_split(
@@ -40,6 +45,12 @@ def stratified_split(
     start = torch.cumsum(counts, 0) - counts                        # first position of each class in `order`
     rank = torch.arange(len(order)) - start.repeat_interleave(counts)  # position within its class
     is_db = rank < n_db.repeat_interleave(counts)
+    if not is_db.any():
+        raise ValueError(f"labels: no class has 2 images, so the database would be empty "
+                         f"({len(counts)} classes, {len(labels)} images)")
+    if (counts < 2).any():
+        warnings.warn(f"stratified_split: {int((counts < 2).sum())} of {len(counts)} classes have a single image; "
+                      "it goes to the query set and the database holds no item of its class")
     return order[~is_db].sort().values, order[is_db].sort().values
 
 # %% ../nbs/12_dmcac.ipynb #ac10895c
@@ -48,28 +59,68 @@ class IndexedSubset(torch.utils.data.Dataset):
     def __init__(self,
         dataset,        # map-style dataset of dict items with "label"
         ids:Tensor,     # (N,) ids into `dataset`
+        transform:Callable|None=None, # None: `dataset`'s items; else image = transform(dataset.load_image(id))
     ):
-        self.dataset, self.ids = dataset, torch.as_tensor(ids).long()
+        if transform is not None and not hasattr(dataset, "load_image"):
+            raise ValueError(f"dataset: a transform needs `load_image(i)` (the untransformed image, as `ImageDataset` "
+                             f"has); got {type(dataset).__name__}")
+        self.dataset, self.ids, self.transform = dataset, torch.as_tensor(ids).long(), transform
         labels = getattr(dataset, "labels", None)
         self.labels = torch.as_tensor(labels)[self.ids] if labels is not None else torch.tensor([int(dataset[int(i)]["label"]) for i in self.ids])
         self.class_names = getattr(dataset, "class_names", None)
         self.num_classes = getattr(dataset, "num_classes", int(self.labels.max()) + 1 if len(self.labels) else 0)
     def __len__(self): return len(self.ids)
     def __getitem__(self, i:int)->dict:
-        item = dict(self.dataset[int(self.ids[i])])
-        item["source_index"], item["index"] = int(self.ids[i]), int(i)
+        j = int(self.ids[i])
+        item = (dict(self.dataset[j]) if self.transform is None else
+                {"image": self.transform(self.dataset.load_image(j)), "label": int(self.labels[i])})
+        item["source_index"], item["index"] = j, int(i)
         return item
+
+SPLIT_STREAM = 0xD15C   # salt of the split's seed stream (independent of samplers and view noise)
 
 def split_query_database(
     dataset,                        # training dataset with `.labels` (N,)
     database_fraction:float=0.2,    # share of each class in the training database
-    generator:torch.Generator|None=None, # randomness of the split
+    seed:int=0,                     # split seed; drawn through its own stream `epoch_seed(seed, 0, SPLIT_STREAM)`
+    query_transform:Callable|None=None, # transform of the query set's raw images (`QueryViews`); None: the dataset's
 )->tuple[IndexedSubset, IndexedSubset]: # training query set D_Q, training database D_D
     "Stratified split of a training set into DMCAC's query set and database (§3.1, §4.1 of DMCAC)"
     labels = getattr(dataset, "labels", None)
     if labels is None: raise ValueError("dataset: expected a `.labels` attribute (N,) with the class of each item")
-    q, d = stratified_split(torch.as_tensor(labels), database_fraction, generator)
-    return IndexedSubset(dataset, q), IndexedSubset(dataset, d)
+    g = torch.Generator().manual_seed(epoch_seed(seed, 0, SPLIT_STREAM))
+    q, d = stratified_split(torch.as_tensor(labels), database_fraction, g)
+    return IndexedSubset(dataset, q, query_transform), IndexedSubset(dataset, d)
+
+# %% ../nbs/12_dmcac.ipynb #a1c0de02
+class QueryViews:
+    "A query's training views: a random crop (view 0, the query) and A-1 RandAugment views of it (§3.3, §4.2 of DMCAC)"
+    def __init__(self,
+        A:int,                      # views per query, the query included
+        size:int=224,               # crop side (paper: 224)
+        resize_ratio:float=256/224, # short side resized to `size * resize_ratio` before the crop (paper: 256)
+    ):
+        check_range("A", A, 1)
+        steps = train_transform(size, resize_ratio, flip=False, randaugment=True).transforms
+        i = next(j for j, t in enumerate(steps) if isinstance(t, T.RandAugment))
+        self.A, self.crop, self.randaugment, self.to_float = A, T.Compose(steps[:i]), steps[i], T.Compose(steps[i + 1:])
+
+    def __call__(self, img)->Tensor:   # PIL or uint8 (3, H, W) -> (A, 3, size, size) float, ImageNet-normalised
+        q = self.crop(img)                                                      # uint8 (3, size, size), view 0
+        views = [q] + [self.randaugment(q) for _ in range(self.A - 1)]          # RandAugment on uint8
+        return torch.stack([self.to_float(v) for v in views]).as_subclass(Tensor)
+    def __repr__(self): return f"QueryViews(A={self.A}, crop={self.crop}, randaugment={self.randaugment})"
+
+# %% ../nbs/12_dmcac.ipynb #a1c0de05
+PAPER_FULL_RETRIEVAL_FRACTION = {"cub200": 0.1, "cars196": 0.05}   # Table 4's 90-10 and 95-5 splits
+
+def paper_database_fraction(
+    dataset:str,                  # dataset name, e.g. "cub200"
+    retrieval:str="approximate",  # "approximate" or "full"
+)->float:                         # share of each training class in the database D_D
+    "The paper's database share: 0.2 (§4.1); full retrieval: 0.1 CUB-200, 0.05 Cars-196, else 0.1 (Table 4 of DMCAC)"
+    check_choice("retrieval", retrieval, ["approximate", "full"])
+    return 0.2 if retrieval == "approximate" else PAPER_FULL_RETRIEVAL_FRACTION.get(dataset, 0.1)
 
 # %% ../nbs/12_dmcac.ipynb #66c16b8c
 def view_similarities(
@@ -191,11 +242,14 @@ class DMCAC(Method):
         pretrained:bool=False,       # with a backbone name: load pretrained weights
         image_kwargs:dict|None=None, # passed to `create_image_backbone`
         embed_dim:int=0,             # >0: a linear projection of the backbone feature to this width; 0: none
+        views:str="randaugment",     # "randaugment": batches carry A views per item (`QueryViews`); "affine": `views_fn`
+        chunk_size:int=64,           # full retrieval: database images per checkpointed chunk (bounds activation memory)
     ):
         super().__init__()
         check_range("A", A, 2); check_range("k", k, 1); check_choice("retrieval", retrieval, ["approximate", "full"])
         check_range("refresh_every", refresh_every, 1); check_range("temperature", temperature, 0, open_lo=True)
         check_range("num_classes", num_classes, 1); check_range("logit_scale", logit_scale, 0, open_lo=True)
+        check_choice("views", views, ["randaugment", "affine"]); check_range("chunk_size", chunk_size, 1)
         if len(betas) != 3 or any(b < 0 for b in betas) or not any(betas): raise ValueError(f"betas: expected three non-negative weights (frob, ce, cac), not all 0; got {betas!r}")
         self.backbone = (create_image_backbone(image_backbone, pretrained=pretrained, **(image_kwargs or {}))
                          if isinstance(image_backbone, str) else image_backbone)
@@ -207,10 +261,12 @@ class DMCAC(Method):
         self.dim, self.num_classes, self.A, self.k, self.retrieval = dim, num_classes, A, k, retrieval
         self.betas, self.temperature, self.refresh_every, self.seed = tuple(float(b) for b in betas), float(temperature), refresh_every, seed
         self.views_fn, self.logit_scale = views_fn or _default_views, float(logit_scale)
+        self.views, self.chunk_size = views, chunk_size
         self.view_classifier = nn.Linear(dim, num_classes, bias=False)     # W_q of Eq. 14
         self.cac = CrossAttentionClassifier(dim, num_classes)             # Eq. 16-18
         self.database = DatabaseEmbeddings(every=refresh_every, kind=index_kind, metric="cosine", **(index_kwargs or {}))
         self.database_loader, self._refresh_due, self._Z_D, self._query_mask = None, True, None, None
+        self._db_images = None                                            # full retrieval: the database images
 
 # %% ../nbs/12_dmcac.ipynb #fc6f6fda
 @patch
@@ -240,7 +296,7 @@ def set_database(self:DMCAC,
 ):
     "Attach the training database D_D (no augmentation); it is embedded at the next refresh"
     if isinstance(database, torch.utils.data.Dataset): database = torch.utils.data.DataLoader(database, batch_size=batch_size)
-    self.database_loader, self._refresh_due = database, True
+    self.database_loader, self._refresh_due, self._db_images = database, True, None
     return self
 
 @patch
@@ -265,20 +321,48 @@ def on_epoch_start(self:DMCAC, epoch:int):
 @patch
 def retrieve(self:DMCAC,
     Z_A:Tensor,                  # (B, A, F) view embeddings
-)->tuple[Tensor, Tensor|None]:   # Z: (D, F) database (full) or (B, U, F) unions (approximate); mask (B, U) or None
+)->tuple[Tensor, Tensor|None]:   # Z: (D, F) with gradient (full) or (B, U, F) constant unions (approximate); mask
     "Database embeddings each query's views are compared with (Eq. 6 or Eq. 8-9 of DMCAC)"
+    if self.retrieval == "full": return self.embed_database().to(Z_A.dtype), None    # Eq. 6, end to end
     if self._refresh_due or self._Z_D is None: self.refresh_database(getattr(self.trainer, "epoch", None))
-    if self.retrieval == "full": return self._Z_D.to(Z_A.dtype), None
     Z_S, _, mask = approximate_retrieval(Z_A, self.database, self.k)
     return Z_S, mask
+
+# %% ../nbs/12_dmcac.ipynb #a1c0de08
+@patch
+def database_images(self:DMCAC)->Tensor: # (D, 3, H, W) on the method's device
+    "Images of the training database D_D (its loader's transform, no augmentation), loaded once (full retrieval)"
+    if self._db_images is None:
+        if self.database_loader is None:
+            raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the database D_D")
+        self._db_images = torch.cat([b["image"] for b in self.database_loader]).to(next(self.parameters()).device)
+    return self._db_images
+
+@patch
+def _encode_database(self:DMCAC, x:Tensor)->Tensor:
+    was = self.backbone.training               # eval mode, as at a refresh; also when recomputed during backward
+    self.backbone.eval()
+    try: return self.encode(x)
+    finally: self.backbone.train(was)
+
+@patch
+def embed_database(self:DMCAC)->Tensor:    # (D, F) L2-normalised Z_D, in the autograd graph
+    "Z_D with gradient, in chunks of `chunk_size` under activation checkpointing (Eq. 3-4, 6 of DMCAC, full retrieval)"
+    chunks = self.database_images().split(self.chunk_size)
+    return torch.cat([checkpoint(self._encode_database, c, use_reentrant=False) for c in chunks])
 
 # %% ../nbs/12_dmcac.ipynb #fc7273f5
 @patch
 def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     "Named losses of one batch of queries: frob (Eq. 13), ce (Eq. 15), cac (Eq. 19) and their weighted sum (Eq. 20)"
     x, y = batch["image"], torch.as_tensor(batch["label"]).long().to(batch["image"].device)
-    if x.ndim != 4: raise ValueError(f"batch['image']: expected (B, 3, H, W), got {tuple(x.shape)}")
-    if (self.betas[0] or self.betas[2]) and (self._refresh_due or self._Z_D is None):  # first: under DDP every
+    per_item = self.views == "randaugment"                           # views made per item by the loader (QueryViews)
+    if x.ndim != (5 if per_item else 4) or (per_item and x.shape[1] != self.A):
+        want = (f"(B, {self.A}, 3, H, W): the views `QueryViews` makes per item" if per_item
+                else "(B, 3, H, W): views are made on the batch")
+        raise ValueError(f"batch['image']: views={self.views!r} expects {want}; got {tuple(x.shape)}")
+    due = self.retrieval == "approximate" and (self._refresh_due or self._Z_D is None)
+    if (self.betas[0] or self.betas[2]) and due:                                         # first: under DDP every
         self.refresh_database(getattr(self.trainer, "epoch", None))                     # process joins the refresh
     if self._query_mask is not None:                                  # loader over the whole training set: keep D_Q items
         keep = self._query_mask[torch.as_tensor(batch["index"]).long().cpu()].to(x.device)
@@ -286,7 +370,7 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
         if only_db: keep[0] = True                                    # on one (same terms and collectives under DDP)
         x, y = x[keep], y[keep]
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes): raise ValueError(f"labels: expected values in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
-    views = self.views_fn(x, self.A, self.noise_generator(self.seed))   # X_A, (B, A, 3, H, W); distinct per DDP process
+    views = x if per_item else self.views_fn(x, self.A, self.noise_generator(self.seed))   # X_A, (B, A, 3, H, W)
     B = x.shape[0]
     Z_A = self.encode(views.flatten(0, 1)).view(B, self.A, -1)          # Eq. 5, (B, A, F)
     b_frob, b_ce, b_cac = self.betas
@@ -320,8 +404,22 @@ class DMCACConfig(MethodConfig):
     index_kwargs:dict=dataclasses.field(default_factory=dict)  # more `EmbeddingIndex` options
     seed:int=0                     # seed of the view augmentations
     database_fraction:float=0.2    # share of each class in the database D_D (paper: 0.2)
-    split_seed:int=0               # seed of the D_Q / D_D split
+    split_seed:int=0               # seed of the D_Q / D_D split (its own stream, independent of the sampler's)
     database_batch_size:int=256    # batch size when embedding the database
+    views:str="randaugment"        # "randaugment" (§4.2; `QueryViews` per item) or "affine" (`make_views` on the batch)
+    crop_size:int=224              # side of the training crop of `QueryViews` (§4.2: resize 256, random crop 224)
+    chunk_size:int=64              # full retrieval: database images per checkpointed chunk
+
+def _query_views_on(dataset, database:IndexedSubset, views:QueryViews)->IndexedSubset:
+    "`dataset`'s transform becomes `views` (fgr-train's loader reads it); the database keeps the original transform"
+    tf = getattr(dataset, "transform", None)
+    if tf is None or not hasattr(dataset, "load_image"):
+        raise ValueError(f"train_dataset: views='randaugment' needs `transform` and `load_image` (an ImageDataset), "
+                         f"got {type(dataset).__name__}; or set views='affine'")
+    if isinstance(tf, QueryViews):
+        raise ValueError("train_dataset: its transform is already QueryViews (a second DMCAC on it); create it again")
+    dataset.transform = views
+    return IndexedSubset(dataset, database.ids, transform=tf)
 
 @register_method("dmcac", DMCACConfig)
 @register_method("dmcac_ce", DMCACConfig, betas=(0., 1., 0.))
@@ -330,9 +428,11 @@ def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
     c = config
     m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas,
               c.temperature, c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed,
-              pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim)
+              pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim, views=c.views,
+              chunk_size=c.chunk_size)
     if train_dataset is not None:
-        q, d = split_query_database(train_dataset, c.database_fraction, torch.Generator().manual_seed(c.split_seed))
+        q, d = split_query_database(train_dataset, c.database_fraction, c.split_seed)
+        if c.views == "randaugment": d = _query_views_on(train_dataset, d, QueryViews(c.A, c.crop_size))
         m.set_database(d, batch_size=c.database_batch_size)
         m._query_mask = torch.zeros(len(train_dataset), dtype=torch.bool).index_fill_(0, q.ids, True)
     return m

@@ -12,12 +12,13 @@ def _img(path: Path, colour=(200, 30, 30), fmt=None):
     return path
 
 
-def write_cub(root: Path) -> Path:
-    """CUB_200_2011/{images.txt, image_class_labels.txt, classes.txt, images/...}: 2 images in classes 1, 2, 101, 200."""
+def write_cub(root: Path, per_class: dict | None = None) -> Path:
+    """CUB_200_2011/{images.txt, image_class_labels.txt, classes.txt, images/...}: `per_class` {class id: images},
+    default 2 images in classes 1, 2, 101, 200."""
     base = root / "CUB_200_2011"
     rows = []
-    for cls in (1, 2, 101, 200):
-        for k in range(2):
+    for cls, n in (per_class or {1: 2, 2: 2, 101: 2, 200: 2}).items():
+        for k in range(n):
             rel = f"{cls:03d}.Bird_{cls}/Bird_{cls}_{k:04d}_{cls}{k}.jpg"
             _img(base / "images" / rel, (cls, 10 * k, 0))
             rows.append((len(rows) + 1, rel, cls))
