@@ -440,7 +440,7 @@ def make_eval_fn(self:CIRMethod,
             for k, v in res.items():
                 if k in ("n_queries", "n_coarse", "ranking"): continue
                 out[f"{name}/{k}" if name else k] = float(v); per.setdefault(k, []).append(float(v))
-        if len(sets) > 1: out.update({k: float(np.mean(v)) for k, v in per.items()})   # the paper's "Average" column
+        if any(sets): out.update({k: float(np.mean(v)) for k, v in per.items()})   # the paper's "Average" column
         return out
     return eval_fn
 
