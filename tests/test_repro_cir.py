@@ -51,7 +51,9 @@ def test_cir_repro_smoke(run_notebook, results_checker, tmp_path):
 
 @pytest.mark.slow
 def test_cir_repro_ablations(run_notebook, results_checker, tmp_path):
-    run_notebook("23_cir_repro.ipynb", _params(tmp_path, epochs=1, ablations=True, compositor="tirg"))
+    p = _params(tmp_path, epochs=1, ablations=True, compositor="tirg", batch_size=24)   # 32 runs: one batch each
+    p["data_kwargs"]["n_triplets"] = 24
+    run_notebook("23_cir_repro.ipynb", p)
     out = tmp_path / "out"
     _check(out, results_checker, epochs=1)
     abl = pd.read_csv(out / "ablations.csv")
