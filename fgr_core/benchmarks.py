@@ -280,30 +280,54 @@ def fashioniq(
     transform:Callable|None=None,     # default `test_transform(224)`
     categories:Sequence[str]=("dress", "shirt", "toptee"), # FashionIQ categories to include
     image_dir:str="images",           # sub-folder of the <asin>.jpg images
-)->ComposedDataset:
+    coarse_words:int=5,               # coarse triplet: every caption has fewer words (CIR-UR §4: "less than 5 words"); 0: none
+    missing:str="skip",               # an image a split or caption file names is not on disk: "skip" (counted, warned) or "error"
+)->ComposedDataset:                   # `.excluded`: {"triplets", "gallery_images"} left out for missing images
     "FashionIQ (Wu et al. 2021): captions/cap.<cat>.<split>.json triplets, both captions joined with 'and'"
-    check_choice("split", split, ["train", "val"])
+    import warnings
+    check_choice("split", split, ["train", "val"]); check_choice("missing", missing, ["skip", "error"])
+    if isinstance(categories, str) or not categories: raise ValueError(f"categories: expected a non-empty list of categories, got {categories!r}")
     for c in categories: check_choice("category", c, ["dress", "shirt", "toptee"])
+    if not isinstance(coarse_words, int) or coarse_words < 0: raise ValueError(f"coarse_words: expected an int >= 0, got {coarse_words!r}")
     base = _base(root, "fashioniq", "captions")
-    paths, cats, names, where, refs, tgts, texts = [], [], [], {}, [], [], []
-    def _add(cat, asin):
+    present = {p.name for p in _need(base / image_dir, "fashioniq").iterdir()}   # one listing, not one stat per image
+    paths, cats, names, where, refs, tgts, texts, coarse, gone = [], [], [], {}, [], [], [], [], []
+    def _add(cat, asin, listed_in):   # gallery index of image `asin` of `cat`, None if it is not on disk
+        if f"{asin}.jpg" not in present:
+            if missing == "error":
+                raise FileNotFoundError(f"FashionIQ: {str(listed_in)!r} names image {asin!r}, but {str(base / image_dir / (asin + '.jpg'))!r} "
+                                        f"is missing; pass missing='skip' to leave out what needs it; {_layout_msg('fashioniq')}")
+            gone.append(asin); return None
         if (cat, asin) not in where:
             where[(cat, asin)] = len(paths); paths.append(base / image_dir / f"{asin}.jpg"); cats.append(cat); names.append(asin)
         return where[(cat, asin)]
+    n_gal = n_trip = 0
     for cat in categories:
         split_file = base / "image_splits" / f"split.{cat}.{split}.json"
         asins = _load_json(split_file, "fashioniq")
         if not isinstance(asins, list): _bad(split_file, "fashioniq", None, "expected a JSON list of image ids")
-        for a in asins: _add(cat, str(a))
+        kept = [_add(cat, str(a), split_file) for a in asins]
+        n_gal += kept.count(None)
+        if not any(k is not None for k in kept):
+            raise DatasetFormatError(f"FashionIQ: category {cat!r} has no gallery: {str(split_file)!r} lists {len(asins)} images, "
+                                     f"none of them in {str(base / image_dir)!r}; drop it from categories or add its images")
         cap_file = base / "captions" / f"cap.{cat}.{split}.json"
         caps = _load_json(cap_file, "fashioniq")
         for j, c in enumerate(caps if isinstance(caps, list) else [None]):
             if not isinstance(c, dict) or not {"candidate", "target", "captions"} <= set(c):
                 _bad(cap_file, "fashioniq", None, f"entry {j} needs keys candidate, target, captions")
-            refs.append(_add(cat, str(c["candidate"]))); tgts.append(_add(cat, str(c["target"])))
-            texts.append(" and ".join(s.strip() for s in c["captions"]))
+            r, t = _add(cat, str(c["candidate"]), cap_file), _add(cat, str(c["target"]), cap_file)
+            if r is None or t is None: n_trip += 1; continue
+            lines = [s.strip() for s in c["captions"]]
+            refs.append(r); tgts.append(t); texts.append(" and ".join(lines))
+            coarse.append(bool(coarse_words) and all(len(s.split()) < coarse_words for s in lines))
+    if gone:
+        warnings.warn(f"FashionIQ {split}: {len(set(gone))} images named by the split/caption files are missing under "
+                      f"{str(base / image_dir)!r} (e.g. {gone[0]!r}); excluded {n_trip} triplets and {n_gal} gallery images")
     gallery = ImageDataset(paths, range(len(paths)), names, transform, attributes=[{"category": c} for c in cats])
-    return ComposedDataset(gallery, refs, tgts, texts)
+    ds = ComposedDataset(gallery, refs, tgts, texts, coarse=coarse)
+    ds.excluded = {"triplets": n_trip, "gallery_images": n_gal}
+    return ds
 
 @DATASETS.register
 def shoes(

@@ -15,7 +15,7 @@ from torch import nn, Tensor
 from .core import Config, Registry, check_choice, check_range
 from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
-from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule
+from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule, scale_features
 from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
 # %% auto #0
@@ -167,7 +167,9 @@ class CIRConfig(CrossModalConfig):
     text_kwargs:dict=dataclasses.field(default_factory=dict)   # extra text-encoder kwargs, e.g. {"dim": 128}
     compositor:str="cosmo"             # "cosmo" (paper) or "tirg"
     embed_dim:int=128                  # D of f_s and f_t
-    temperature:float=0.1              # InfoNCE temperature on cosine similarities
+    norm_scale:float=4.0               # f_s, f_t L2-normalised and scaled by this (authors' code: 4); 0: raw head outputs
+    similarity:str="dot"               # InfoNCE logits: "dot" raw f_s·f_tᵀ (authors' code); "cosine" (ours, with temperature)
+    temperature:float=1.0              # the InfoNCE logits are divided by this (authors' code: 1; ours with cosine: 0.1)
     loss:str="uncertainty"             # "infonce" (baseline, Eq. 2) or "uncertainty" (ours, Eq. 4)
     w1:float=1.0                       # multiplicative noise scale (Eq. 6); paper 1
     w2:float=1.0                       # additive noise scale (Eq. 6); paper 1
@@ -178,14 +180,15 @@ class CIRConfig(CrossModalConfig):
     uncertainty_form:str="logvar"      # form of L_u: "logvar" (authors' code) or "eq3"
     text_dropout:float=0.0             # dropout on text features before the compositor (Table 3a)
     epochs:int=0                       # total epochs of the γ schedule; 0: the Trainer's `epochs` (paper 50)
-    seed:int=0                         # seed of the augmenter's noise generator
+    seed:int=0                         # seed of the augmenter's noise (`Method.noise_generator`, per step and DDP rank)
 
     def check(self):
         super().check()
         check_choice("compositor", self.compositor, list(compositors.list()))
         check_choice("loss", self.loss, ["infonce", "uncertainty"]); check_choice("gamma_mode", self.gamma_mode, ["anneal", "constant"])
         check_choice("augment", self.augment, ["target", "source"]); check_choice("uncertainty_form", self.uncertainty_form, ["logvar", "eq3"])
-        check_range("temperature", self.temperature, 0, open_lo=True)
+        check_range("temperature", self.temperature, 0, open_lo=True); check_range("norm_scale", self.norm_scale, 0)
+        check_choice("similarity", self.similarity, ["dot", "cosine"])
         check_range("w1", self.w1, 0); check_range("w2", self.w2, 0); check_range("gamma0", self.gamma0, 0)
         check_range("gamma", self.gamma, 0, 1); check_range("text_dropout", self.text_dropout, 0, 1)
         check_range("epochs", self.epochs, 0); check_range("embed_dim", self.embed_dim, 1); check_range("map_dim", self.map_dim, 0); check_range("input_size", self.input_size, 0)
@@ -257,9 +260,14 @@ def image_map(self:CIRModel, images:Tensor)->Tensor:  # (B, C, h, w) map after t
     return self.neck(m)
 
 @patch
+def upper(self:CIRModel, fmap:Tensor)->Tensor:  # (B, D) features of norm `norm_scale`
+    "The shared upper encoder of f_s and f_t: global average pool of a (B, C, h, w) map, the head, `scale_features`"
+    return scale_features(self.head(fmap.mean((2, 3))), self.config.norm_scale)
+
+@patch
 def encode_image(self:CIRModel, images:Tensor)->Tensor:  # (B, D) target / gallery features f_t
-    "Target feature f_t: global average pool of the map, then the shared head"
-    return self.head(self.image_map(images.to(self.device)).mean((2, 3)))
+    "Target feature f_t: the image's map through the shared upper encoder"
+    return self.upper(self.image_map(images.to(self.device)))
 
 @patch
 def encode_text(self:CIRModel, texts:Sequence[str])->tuple[Tensor, Tensor, Tensor]:  # (B, E), (B, T, E), (B, T)
@@ -281,11 +289,17 @@ def encode_text(self:CIRModel, texts:Sequence[str])->tuple[Tensor, Tensor, Tenso
     return self.text_dropout(s.to(dev)), self.text_dropout(tok.to(dev)), m.to(dev)
 
 @patch
+def compose_map(self:CIRModel, ref_map:Tensor, texts:Sequence[str])->Tensor:  # (B, D) composed features f_s
+    "Composed feature f_s from a reference map f_s^I (B, C, h, w) (`image_map`) and texts: compositor, then `upper`"
+    if len(texts) != len(ref_map): raise ValueError(f"compose: {len(ref_map)} reference images but {len(texts)} texts")
+    s, tok, m = self.encode_text(texts)
+    return self.upper(self.compositor(ref_map, s, tok, m))
+
+@patch
 def compose(self:CIRModel, reference:Tensor, texts:Sequence[str])->Tensor:  # (B, D) composed features f_s
     "Composed query feature f_s from reference images (B, 3, H, W) and modification texts"
     if len(texts) != len(reference): raise ValueError(f"compose: {len(reference)} reference images but {len(texts)} texts")
-    s, tok, m = self.encode_text(texts)
-    return self.head(self.compositor(self.image_map(reference.to(self.device)), s, tok, m).mean((2, 3)))
+    return self.compose_map(self.image_map(reference.to(self.device)), texts)
 
 # %% ../nbs/13_cir.ipynb #a23dedc6
 class CIRMethod(Method):
@@ -299,7 +313,6 @@ class CIRMethod(Method):
         self.config = config or CIRConfig()
         self.model = CIRModel(self.config, texts, map_cache)
         self.augmenter = FeatureAugmenter(self.config.w1, self.config.w2)
-        self.generator = torch.Generator().manual_seed(self.config.seed)
         self.gamma = self.gamma_at(0)
 
     def total_epochs(self)->int:
@@ -315,27 +328,28 @@ class CIRMethod(Method):
 
     def on_epoch_start(self, epoch:int): self.gamma = self.gamma_at(epoch)
 
-    def get_extra_state(self): return {"generator": self.generator.get_state()}
-    def set_extra_state(self, state): self.generator.set_state(state["generator"])
-
 # %% ../nbs/13_cir.ipynb #4356b46f
 @patch
 def training_step(self:CIRMethod, batch:dict)->dict[str, Tensor]:  # {"loss", "L_info", "L_u", "gamma"}
     "Losses of a batch of triplets {'reference', 'text', 'target'}"
     for k in ("reference", "text", "target"):
         if k not in batch: raise KeyError(f"CIRMethod.training_step: batch needs 'reference', 'text' and 'target'; missing {k!r} (got {sorted(batch)})")
-    c, g = self.config, float(self.gamma)
-    f_s = self.model.compose(batch["reference"], batch["text"])                  # (B, D) composed f_s
-    f_t = self.model.encode_image(batch["target"])                               # (B, D) target f_t
-    if c.loss == "infonce" or (g == 0 and c.augment == "target"):
-        l_info = info_nce(f_s, f_t, c.temperature)
+    c, g, mdl = self.config, float(self.gamma), self.model
+    nce = dict(temperature=c.temperature, similarity=c.similarity)
+    ref_map = mdl.image_map(batch["reference"].to(mdl.device))                   # (B, C, h, w) source image feature f_s^I
+    f_s = mdl.compose_map(ref_map, batch["text"])                                # (B, D) composed f_s, norm `norm_scale`
+    f_t = mdl.encode_image(batch["target"])                                      # (B, D) target f_t, norm `norm_scale`
+    if c.loss == "infonce" or g == 0:
+        l_info = info_nce(f_s, f_t, **nce)
         return {"loss": l_info, "L_info": l_info.detach(), "L_u": l_info.new_zeros(()), "gamma": l_info.new_tensor(g)}
+    gen = self.noise_generator(c.seed)                                           # this step's noise, own per DDP rank
     if c.augment == "target":                                                    # ours: jitter the target (Eq. 4)
-        loss, terms = total_loss(f_s, f_t, self.augmenter(f_t, self.generator), g, None, c.temperature, c.uncertainty_form, return_terms=True)
-    else:                                                                        # Table 3a: jitter the source instead
-        f_s_hat = self.augmenter(f_s, self.generator)
-        l_u = uncertainty_loss(f_s_hat, f_t, f_s_hat.std(), c.temperature, c.uncertainty_form)   # L_u(f̂_s, f_t, σ_s)
-        l_info = info_nce(f_s, f_t, c.temperature)
+        loss, terms = total_loss(f_s, f_t, self.augmenter(f_t, gen), g, form=c.uncertainty_form, return_terms=True, **nce)
+    else:                                                                        # Table 3a: jitter f_s^I before composing
+        src_hat = self.augmenter(ref_map.flatten(1), gen)                        # (B, C·h·w) jittered f̂_s^I
+        f_s_hat = mdl.compose_map(src_hat.view_as(ref_map), batch["text"])       # (B, D) composed from f̂_s^I
+        l_u = uncertainty_loss(f_s_hat, f_t, src_hat.std(), form=c.uncertainty_form, **nce)   # L_u(f̂_s, f_t, σ)
+        l_info = info_nce(f_s, f_t, **nce)
         loss, terms = g*l_u + (1 - g)*l_info, {"L_u": l_u.detach(), "L_info": l_info.detach()}
     return {"loss": loss, **terms, "gamma": loss.new_tensor(g).detach()}
 
@@ -346,6 +360,7 @@ def embed(self:CIRMethod, batch:dict)->Tensor:  # (B, D) L2-normalised
     elif "image" in batch: e = self.model.encode_image(batch["image"])
     else: raise KeyError(f"CIRMethod.embed: expected a batch with 'reference' and 'text' (queries) or 'image' (gallery), got {sorted(batch)}")
     return F.normalize(e, dim=-1)
+
 
 # %% ../nbs/13_cir.ipynb #b29ed7c0
 @register_method("cir_uncertainty", CIRConfig)
@@ -406,15 +421,26 @@ def evaluate_composed(
 # %% ../nbs/13_cir.ipynb #3f646603
 @patch
 def make_eval_fn(self:CIRMethod,
-    query,                           # evaluation triplets (see `evaluate_composed`)
-    gallery=None,                    # gallery images; None: `query.gallery`
+    query,                           # evaluation triplets (see `evaluate_composed`), or {name: triplets} of subsets
+    gallery=None,                    # gallery images; None: each query set's own `.gallery`
     *,
     batch_size:int=64,               # embedding batch size
     num_workers:int=0,               # (unused: the triplets are embedded in the main process)
     ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs (paper: 1, 10, 50)
 )->Callable:                         # eval_fn(method) -> {"R@1": ..., "coarse_R@1": ...} fractions
-    "An `eval_fn` for the `Trainer` reporting composed Recall@K (and coarse-only Recall@K; §4 of CIR-UR)"
+    "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean (FashionIQ, Table 1)"
+    sets = query if isinstance(query, dict) else {"": query}
+    if isinstance(query, dict) and (gallery is not None or not query):
+        raise ValueError("make_eval_fn: with a dict of query subsets each is scored against its own .gallery; "
+                         f"got gallery={type(gallery).__name__} and {len(query)} subsets")
     def eval_fn(method:CIRMethod)->dict:
-        res = evaluate_composed(method, query, ks, batch_size, gallery=gallery)
-        return {k: float(v) for k, v in res.items() if k not in ("n_queries", "n_coarse")}
+        out, per = {}, {}
+        for name, q in sets.items():
+            res = evaluate_composed(method, q, ks, batch_size, gallery=gallery)
+            for k, v in res.items():
+                if k in ("n_queries", "n_coarse", "ranking"): continue
+                out[f"{name}/{k}" if name else k] = float(v); per.setdefault(k, []).append(float(v))
+        if any(sets): out.update({k: float(np.mean(v)) for k, v in per.items()})   # the paper's "Average" column
+        return out
     return eval_fn
+

@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_range
 
 # %% auto #0
-__all__ = ['FeatureAugmenter', 'info_nce', 'uncertainty_loss', 'gamma_schedule', 'total_loss']
+__all__ = ['FeatureAugmenter', 'scale_features', 'info_nce', 'uncertainty_loss', 'gamma_schedule', 'total_loss']
 
 # %% ../nbs/06_uncertainty.ipynb #6f0c3766
 class FeatureAugmenter(nn.Module):
@@ -52,18 +52,33 @@ def _randn(like:Tensor, generator:torch.Generator|None)->Tensor:
     if generator is None: return torch.randn(like.shape, dtype=like.dtype, device=like.device)
     return torch.randn(like.shape, dtype=like.dtype, device=generator.device, generator=generator).to(like.device)
 
+# %% ../nbs/06_uncertainty.ipynb #b1c7e2a1
+def scale_features(
+    f:Tensor,               # (B, D) features (head outputs)
+    norm_scale:float=4.,    # norm of every output row; 0: `f` unchanged
+)->Tensor:                  # (B, D) rows of norm `norm_scale`
+    "L2-normalise the rows of `f` and multiply by the fixed `norm_scale` (the authors' upper encoder; 4 in their configs)"
+    check_range("norm_scale", norm_scale, 0)
+    if f.ndim != 2: raise ValueError(f"scale_features expects f of shape (B, D), got {tuple(f.shape)}")
+    return F.normalize(f, dim=1) * norm_scale if norm_scale else f
+
+
 # %% ../nbs/06_uncertainty.ipynb #d88b4c35
 def info_nce(
     f_s:Tensor,               # (B, D) composed (query) features
     f_t:Tensor,               # (B, D) target features; row i is the positive of query i, other rows negatives
-    temperature:float=1.,     # κ is divided by this (1 = Eq. 2 as printed)
+    temperature:float=1.,     # the logits are divided by this (1: none, as in Eq. 2 and the authors' code)
     reduction:str="mean",     # "mean" (Eq. 2), "sum" or "none" for the (B,) per-query terms
+    similarity:str="dot",     # "dot": raw f_s·f_tᵀ (authors' code); "cosine": κ of Eq. 2's text (ours, with a temperature)
 )->Tensor:                    # scalar, or (B,) with reduction="none"
-    "Batch-wise InfoNCE with cosine similarity κ (Eq. 2 of CIR-UR)"
+    "Batch-wise InfoNCE, cross-entropy over the (B, B) similarities (Eq. 2 of CIR-UR)"
     if f_s.ndim != 2 or f_s.shape != f_t.shape: raise ValueError(f"info_nce expects f_s and f_t of the same shape (B, D), got {tuple(f_s.shape)} and {tuple(f_t.shape)}")
     check_range("temperature", temperature, 0, open_lo=True); check_choice("reduction", reduction, ["mean", "sum", "none"])
-    logits = F.normalize(f_s, dim=1) @ F.normalize(f_t, dim=1).T / temperature   # κ(f_s^i, f_t^j)/τ: (B, B)
+    check_choice("similarity", similarity, ["dot", "cosine"])
+    if similarity == "cosine": f_s, f_t = F.normalize(f_s, dim=1), F.normalize(f_t, dim=1)
+    logits = f_s @ f_t.T / temperature                                         # κ(f_s^i, f_t^j)/τ: (B, B)
     return F.cross_entropy(logits, torch.arange(len(f_s), device=f_s.device), reduction=reduction)
+
 
 # %% ../nbs/06_uncertainty.ipynb #0e5e55fc
 def uncertainty_loss(
@@ -72,10 +87,11 @@ def uncertainty_loss(
     sigma:Tensor|float|None=None,   # σ of Eq. 3 (s in the log-variance form); default: std of all elements of f̂_t
     temperature:float=1.,           # InfoNCE temperature (Eq. 2)
     form:str="logvar",              # "logvar": ½(e^{-σ}·L + σ) (authors' code); "eq3": L/(2σ²) + log σ
+    similarity:str="dot",           # InfoNCE similarity, see `info_nce`
 )->Tensor:                          # scalar L_u
     "Uncertainty regularization `L_u` (Eq. 3 of CIR-UR), in the authors' log-variance form by default"
     check_choice("form", form, ["logvar", "eq3"])
-    L = info_nce(f_s, f_t_hat, temperature)
+    L = info_nce(f_s, f_t_hat, temperature, similarity=similarity)
     s = f_t_hat.std() if sigma is None else torch.as_tensor(sigma, dtype=L.dtype, device=L.device)
     if form == "logvar": return 0.5*(torch.exp(-s)*L + s)
     if not bool((s > 0).all()): raise ValueError(f"form='eq3' needs sigma > 0, got {float(s)}")
@@ -101,13 +117,14 @@ def total_loss(
     sigma:Tensor|float|None=None,  # σ_t for L_u (default: std of f̂_t)
     temperature:float=1.,          # InfoNCE temperature
     form:str="logvar",             # form of L_u, see `uncertainty_loss`
+    similarity:str="dot",          # InfoNCE similarity of both terms, see `info_nce`
     return_terms:bool=False,       # also return the named terms for logging
 )->Tensor|tuple[Tensor, dict]:     # scalar L_total (and {"L_u", "L_info"})
     "`γ·L_u(f_s, f̂_t, σ_t) + (1-γ)·L_info(f_s, f_t)` (Eq. 4 of CIR-UR); γ = 0 is exactly InfoNCE"
     check_range("gamma", gamma, 0, 1)
-    l_info = info_nce(f_s, f_t, temperature)
+    l_info = info_nce(f_s, f_t, temperature, similarity=similarity)
     if gamma == 0: l_u = l_info.new_zeros(())
     elif f_t_hat is None: raise ValueError(f"total_loss: f_t_hat is needed when gamma > 0 (got gamma={gamma})")
-    else: l_u = uncertainty_loss(f_s, f_t_hat, sigma, temperature, form)
+    else: l_u = uncertainty_loss(f_s, f_t_hat, sigma, temperature, form, similarity)
     loss = l_info if gamma == 0 else gamma*l_u + (1 - gamma)*l_info
     return (loss, {"L_u": l_u.detach(), "L_info": l_info.detach()}) if return_terms else loss

@@ -113,7 +113,10 @@ def write_compcars(root: Path) -> Path:
 
 
 def write_fashioniq(root: Path) -> Path:
-    """fashionIQ/{captions/cap.<cat>.<split>.json, image_splits/split.<cat>.<split>.json, images/<asin>.jpg}."""
+    """fashionIQ/{captions/cap.<cat>.<split>.json, image_splits/split.<cat>.<split>.json, images/<asin>.jpg}.
+
+    Each of dress, shirt, toptee has its own 3-image gallery per split and 2 triplets: the first with short
+    captions (coarse, every caption under 5 words), the second with a long one (fine)."""
     base = root / "fashionIQ"
     for cat in ("dress", "shirt", "toptee"):
         for split in ("train", "val"):
@@ -122,8 +125,8 @@ def write_fashioniq(root: Path) -> Path:
                 _img(base / "images" / f"{a}.jpg")
             (base / "image_splits").mkdir(parents=True, exist_ok=True)
             (base / "image_splits" / f"split.{cat}.{split}.json").write_text(json.dumps(asins))
-            caps = [{"target": asins[1], "candidate": asins[0], "captions": ["is darker", " has long sleeves"]},
-                    {"target": asins[2], "candidate": asins[1], "captions": ["is shorter", "is red"]}]
+            caps = [{"target": asins[1], "candidate": asins[0], "captions": ["is darker", " has long sleeves"]},   # coarse (< 5 words)
+                    {"target": asins[2], "candidate": asins[1], "captions": ["is shorter with a floral print", "is red"]}]
             (base / "captions").mkdir(parents=True, exist_ok=True)
             (base / "captions" / f"cap.{cat}.{split}.json").write_text(json.dumps(caps))
         (base / "captions" / f"cap.{cat}.test.json").write_text(json.dumps([{"candidate": "x", "captions": ["a", "b"]}]))

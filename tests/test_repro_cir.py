@@ -51,8 +51,15 @@ def test_cir_repro_smoke(run_notebook, results_checker, tmp_path):
 
 @pytest.mark.slow
 def test_cir_repro_ablations(run_notebook, results_checker, tmp_path):
-    run_notebook("23_cir_repro.ipynb", _params(tmp_path, epochs=1, ablations=True, compositor="tirg"))
+    p = _params(tmp_path, epochs=1, ablations=True, compositor="tirg", batch_size=24)   # 32 runs: one batch each
+    p["data_kwargs"]["n_triplets"] = 24
+    run_notebook("23_cir_repro.ipynb", p)
     out = tmp_path / "out"
     _check(out, results_checker, epochs=1)
     abl = pd.read_csv(out / "ablations.csv")
-    assert len(abl) == 2 + 12 and abl["R@10"].between(0, 100).all()
+    assert len(abl) == 2 + 30 and abl["R@10"].between(0, 100).all()
+    assert abl.groupby("table").size().to_dict() == {"3a": 6, "3b": 16, "3c": 7, "3d": 3}   # the paper's printed grids
+    row = abl.set_index("variant")
+    assert {"Augment source feature", "Only L_u", "w1=0.1, w2=1", "w1=1, w2=10.0", "constant gamma=0.8"} <= set(row.index)
+    for k in ("R@1", "R@5", "R@10"):                                        # γ0 = ∞ is the baseline, run for run
+        assert row.loc["gamma0=inf", k] == row.loc["Baseline (L_info)", k]
