@@ -228,8 +228,8 @@ def same_code(a, b)->bool:
     if getattr(a, "__defaults__", None) != getattr(b, "__defaults__", None): return False
     def eq(x, y):
         if isinstance(x, type(ca)) and isinstance(y, type(ca)):
-            return (x.co_code, x.co_names, x.co_varnames, x.co_qualname) == (y.co_code, y.co_names, y.co_varnames, y.co_qualname) \
-                and len(x.co_consts) == len(y.co_consts) and all(eq(u, v) for u, v in zip(x.co_consts, y.co_consts))
+            same = [getattr(x, f) == getattr(y, f) for f in ("co_code", "co_names", "co_varnames", "co_qualname")]
+            return all(same) and len(x.co_consts) == len(y.co_consts) and all(eq(u, v) for u, v in zip(x.co_consts, y.co_consts))
         return type(x) is type(y) and x == y
     return eq(ca, cb)
 

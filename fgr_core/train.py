@@ -402,8 +402,8 @@ class SyncFlowBatchNorm(_FlowBatchNorm):
             self.running_mean.mul_(1 - self.momentum).add_(mean * self.momentum)
             self.running_var.mul_(1 - self.momentum).add_(var * self.momentum)
         outputs = self.weight * ((inputs - mean) / torch.sqrt(var + self.eps)) + self.bias
-        logabsdet = torch.sum(torch.log(self.weight) - 0.5 * torch.log(var + self.eps)) * inputs.new_ones(inputs.shape[0])
-        return outputs, logabsdet
+        logabsdet = torch.sum(torch.log(self.weight) - 0.5 * torch.log(var + self.eps))      # the same for every row
+        return outputs, logabsdet * inputs.new_ones(inputs.shape[0])
 
 # %% ../nbs/09_train.ipynb #a7536372
 def convert_sync_batchnorm(
@@ -434,10 +434,10 @@ def gather_actnorm_init(
 
 # %% ../nbs/09_train.ipynb #f5e02bda
 def _eval_loader(data, batch_size:int, num_workers:int=0, collate_fn:Callable|None=None)->DataLoader:
-    "`data` itself if it is a loader, else an unshuffled loader over it (collate: `collate_fn`, the dataset's, torch's)"
+    "`data` itself if it is a loader, else an unshuffled loader over it (collate_fn, the dataset's, torch's; workers kept)"
     if isinstance(data, DataLoader): return data
     return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate_fn or getattr(data, "collate_fn", None))
+                      collate_fn=collate_fn or getattr(data, "collate_fn", None), persistent_workers=num_workers > 0)
 
 def embed_dataset(
     method:Method,                   # the model (eval mode and no gradient while embedding)

@@ -34,8 +34,9 @@ def _train(ds, out, collate_fn=None, device="cpu", trainer_cls=Trainer, num_work
     kw = {"collate_fn": collate_fn} if collate_fn else {}
     if num_workers: kw.update(num_workers=num_workers, prefetch_factor=2)
     loader = DataLoader(ds, batch_sampler=MPerClassSampler(ds.labels, 2, 6, torch.Generator().manual_seed(0)), **kw)
-    tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device,
-                                        **{"seed": 1, "eval_every": 0, "checkpoint_every_epochs": 0, **cfg}), out_dir=out)
+    cfg = {"seed": 1, "eval_every": 0, "checkpoint_every_epochs": 0, **cfg}
+    tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, **cfg),
+                     out_dir=out)
     return tr, tr.fit()
 
 
@@ -50,8 +51,8 @@ def test_whole_batches_train_bit_for_bit_like_the_dataloader(glyphs, tmp_path):
 
 @pytest.fixture(scope="module")
 def augmented(tmp_path_factory):   # random crop + flip: the DataLoader path with per-item seeds
-    return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32, cache_dir=tmp_path_factory.mktemp("a"),
-                         transform=train_transform(32, resize_ratio=1.25))
+    return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32,
+                         cache_dir=tmp_path_factory.mktemp("a"), transform=train_transform(32, resize_ratio=1.25))
 
 
 def _same_run(a, b, ha, hb, out_a, out_b):
