@@ -90,13 +90,18 @@ def _free_port():
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
+def _rank_env(rank:int, port:int, world:int=2)->dict:
+    "The environment torchrun gives process `rank` of `world` on this machine"
+    return dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
+                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def test_two_processes_match_one(tmp_path):
     (tmp_path / "worker.py").write_text(WORKER)
     port, procs = _free_port(), []
     for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = _rank_env(rank, port)
         procs.append(subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(tmp_path / "ddp"), str(tmp_path)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     # the single-process reference (global batch 16 = 2 x 8) runs here meanwhile
@@ -276,9 +281,7 @@ def test_flow_batchnorm_synchronised_two_processes_match_one(tmp_path):
     (tmp_path / "flow.py").write_text(FLOW_BN)
     port, procs = _free_port(), []
     for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = _rank_env(rank, port)
         procs.append(subprocess.Popen([sys.executable, str(tmp_path / "flow.py"), str(tmp_path), "ddp"],
                                       stderr=subprocess.PIPE, text=True, env=env))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
