@@ -274,20 +274,25 @@ def item_seeds(
 
 # %% ../nbs/09_train.ipynb #245bb5d8
 @contextlib.contextmanager
-def _seeded(s:int):
-    "torch's, NumPy's and Python's global generators seeded with `s` inside, restored after"
-    t, n, p = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    torch.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)
+def _kept_rngs():
+    "torch's (CPU), NumPy's and Python's global generator states restored on exit"
+    g = torch.default_generator
+    t, n, p = g.get_state(), np.random.get_state(), random.getstate()
     try: yield
-    finally: torch.set_rng_state(t); np.random.set_state(n); random.setstate(p)
+    finally: g.set_state(t); np.random.set_state(n); random.setstate(p)
 
 class SeededItems(Dataset):
     "`dataset` indexed by `(i, seed)`: item `i` loaded with the global generators seeded by `seed` (then restored)"
     def __init__(self, dataset:Dataset): self.dataset = dataset
     def __len__(self): return len(self.dataset)
     def __getitem__(self, key:tuple):
+        with _kept_rngs(): return self._load(key)
+    def __getitems__(self, keys:list)->list:   # a whole batch (the DataLoader's fetcher): states kept once per batch
+        with _kept_rngs(): return [self._load(k) for k in keys]
+    def _load(self, key:tuple):
         i, s = key
-        with _seeded(s): return self.dataset[i]
+        torch.default_generator.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)   # CPU generators only
+        return self.dataset[i]
 
 # %% ../nbs/09_train.ipynb #29fde774
 _FEEDS = weakref.WeakKeyDictionary()   # training loader -> its persistent epoch loader
