@@ -135,6 +135,13 @@ def test_cuda_uint8_batches_normalised_on_the_device(augmented, tmp_path):
 
 
 @cuda
+def test_memo_keys_of_a_cuda_batch_match_the_cpu_ones():   # one copy of the batch to the host, the same keys
+    from fgr_core.backbones import row_keys
+    x = torch.randn(4, 3, 8, 8)
+    assert row_keys(x.cuda(), "p|") == row_keys(x, "p|")
+
+
+@cuda
 def test_cuda_trainer_channels_last_deferred_reads(glyphs, tmp_path):
     tr, h = _train(glyphs, tmp_path / "gpu", device="cuda", amp="off")   # channels_last "auto" is on for CUDA
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in tr.method.parameters() if p.ndim == 4)
