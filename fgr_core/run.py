@@ -174,7 +174,7 @@ def run_training(
     train_ds, query_ds, gallery_ds = build_datasets(run.data)
     try: method = create_method(run.method, train_ds, **run.method_args)
     except KeyError as e: raise KeyError(f"method_args: {e.args[0] if e.args else e}") from None
-    own = type(method).collate.__func__ is not Method.collate.__func__   # the method collates batches its own way
+    own = getattr(type(method).collate, "__func__", None) is not Method.collate.__func__   # a collate of its own
     collate = getattr(train_ds, "collate_fn", None) or (method.collate if own else default_collate)
     loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, collate)
     eval_fn = None if query_ds is None else method.make_eval_fn(
