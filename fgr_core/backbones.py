@@ -19,9 +19,9 @@ from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 __all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
            'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
            'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone', 'tensor_key',
-           'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier',
-           'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder',
-           'gru', 'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
+           'row_keys', 'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names',
+           'imagenet_classifier', 'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2',
+           'build_vocab', 'GRUTextEncoder', 'gru', 'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
@@ -222,6 +222,16 @@ def tensor_key(x:Tensor, prefix:str|bytes=b"")->bytes:
     prefix = prefix.encode() if isinstance(prefix, str) else prefix
     return prefix + hashlib.blake2b(x.numpy().tobytes() + str((tuple(x.shape), x.dtype)).encode(), digest_size=20).digest()
 
+# %% ../nbs/03_backbones.ipynb #99e8d431
+def row_keys(
+    x:Tensor,                  # (B, ...) rows
+    prefix:str|bytes=b"",      # key prefix
+)->list[bytes]:                # B keys: `prefix`, the row shape and dtype, a hash of the row's bytes
+    "Key of each row of `x` by its exact content: one copy of the batch to the host, then one hash per row in place"
+    p = (prefix.encode() if isinstance(prefix, str) else prefix) + str((tuple(x.shape[1:]), x.dtype)).encode()
+    rows = x.detach().reshape(len(x), -1).contiguous().cpu().view(torch.uint8).numpy()   # (B, bytes per row)
+    return [p + hashlib.blake2b(r, digest_size=20).digest() for r in rows]
+
 # %% ../nbs/03_backbones.ipynb #0f6c2b4e
 def memoised_rows(
     fn,                  # fn(x) -> (B, ...) computed row by row independently (no batch statistics)
@@ -230,9 +240,9 @@ def memoised_rows(
     prefix:str|bytes,    # key prefix naming `fn` (its weights, its settings)
     chunk:int=16,        # `fn` only ever sees batches of exactly this many rows (the last one padded)
 )->Tensor:               # (B, ...) rows of fn(x), on x's device
-    "`fn(x)` through `memo`: rows of `x` whose content is not yet in `memo` are computed in fixed-size chunks"
+    "`fn(x)` through `memo`, batch-wise: rows whose content is not yet in `memo` are computed in fixed-size chunks"
     check_range("chunk", chunk, 1)
-    keys, new = [tensor_key(xi, prefix) for xi in x], {}
+    keys, new = row_keys(x, prefix), {}
     for i, k in enumerate(keys):
         if k not in memo: new.setdefault(k, i)                            # first row of each missing content
     rows = list(new.values())

@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'seed_everything', 'get_device', 'check_choice', 'check_range', 'Config',
-           'atomic_write', 'save_checkpoint', 'safe_torch_load', 'load_checkpoint', 'Registry']
+           'atomic_write', 'save_checkpoint', 'safe_torch_load', 'load_checkpoint', 'same_code', 'Registry']
 
 # %% ../nbs/00_core.ipynb #2fdb7b39
 def seed_everything(
@@ -220,20 +220,34 @@ def load_checkpoint(
         raise ValueError(f"{str(path)!r} is not an fgr checkpoint (no '{_CKPT_KEY}' marker); was it written by save_checkpoint?")
     return obj["state"]
 
+# %% ../nbs/00_core.ipynb #720c33ce
+def same_code(a, b)->bool:
+    "Whether functions `a` and `b` have the same bytecode, constants, names and defaults (line numbers aside)"
+    ca, cb = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    if ca is None or cb is None: return False
+    if getattr(a, "__defaults__", None) != getattr(b, "__defaults__", None): return False
+    def eq(x, y):
+        if isinstance(x, type(ca)) and isinstance(y, type(ca)):
+            same = [getattr(x, f) == getattr(y, f) for f in ("co_code", "co_names", "co_varnames", "co_qualname")]
+            return all(same) and len(x.co_consts) == len(y.co_consts) and all(eq(u, v) for u, v in zip(x.co_consts, y.co_consts))
+        return type(x) is type(y) and x == y
+    return eq(ca, cb)
+
 # %% ../nbs/00_core.ipynb #2bc356d1
 class Registry:
     "Name -> constructor table filled by a decorator; `create(name, **kwargs)` builds one"
     def __init__(self, kind:str): self.kind, self._fns = kind, {}
 
-    def register(self, fn:Callable|None=None, *, name:str|None=None):
-        "Decorator recording `fn` under `name` (default: `fn.__name__`); its notebook may define and register it again"
+    def register(self, fn:Callable|None=None, *, name:str|None=None,
+                 override:bool=False): # replace an entry of the same name on purpose
+        "Decorator recording `fn` under `name` (default `fn.__name__`); a second, different entry of a name is an error"
         def _add(f):
             key = name or f.__name__
-            old, qual = self._fns.get(key), getattr(f, "__qualname__", None)
-            again = (qual is not None and getattr(f, "__module__", None) == "__main__"   # its notebook ran the cell again
-                     and getattr(old, "__qualname__", None) == qual)
-            if old is not None and old is not f and not again:
-                raise ValueError(f"{self.kind} {key!r} is registered twice")
+            old = self._fns.get(key)
+            again = old is f or same_code(old, f)     # the same function, or its notebook defining it again
+            if old is not None and not again and not override:
+                raise ValueError(f"{self.kind} {key!r} is registered twice (first {_where(old)}, now {_where(f)}); "
+                                 f"pick another name, or pass override=True to replace it")
             self._fns[key] = f
             return f
         return _add(fn) if fn is not None else _add
@@ -256,3 +270,5 @@ class Registry:
 
     def __contains__(self, name): return name in self._fns
     def __repr__(self): return f"Registry({self.kind!r}: {', '.join(self.list())})"
+
+def _where(f)->str: return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"

@@ -20,10 +20,10 @@ from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, atomic_write, check_cho
 
 # %% auto #0
 __all__ = ['DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'tensor_transform', 'train_transform', 'test_transform',
-           'make_views', 'MPerClassSampler', 'DistributedMPerClassSampler', 'create_dataset', 'list_datasets',
-           'ImageDataset', 'font_dir', 'glyph_font_path', 'render_glyph', 'check_typeface', 'colour_pairs',
-           'pose_matrix', 'apply_pose', 'glyph_caption', 'generate_glyphs', 'fgr_cache_dir', 'load_glyphs',
-           'GlyphsDataset', 'modification_text', 'make_triplets', 'GlyphTriplets', 'DigitsDataset']
+           'split_transform', 'make_views', 'MPerClassSampler', 'DistributedMPerClassSampler', 'create_dataset',
+           'list_datasets', 'ImageDataset', 'font_dir', 'glyph_font_path', 'render_glyph', 'check_typeface',
+           'colour_pairs', 'pose_matrix', 'apply_pose', 'glyph_caption', 'generate_glyphs', 'fgr_cache_dir',
+           'load_glyphs', 'GlyphsDataset', 'modification_text', 'make_triplets', 'GlyphTriplets', 'DigitsDataset']
 
 # %% ../nbs/01_data.ipynb #e43f78a7
 def tensor_transform(
@@ -57,6 +57,17 @@ def test_transform(
                       T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 test_transform.__test__ = False  # tells pytest that this is not a test, despite its name
+
+# %% ../nbs/01_data.ipynb #03297fa7
+def split_transform(
+    transform:Callable,   # a transform, usually a `T.Compose`
+)->tuple:                 # (host part, device part or None): `device(host(img))` equals `transform(img)`
+    "Split `transform` before its trailing `ToDtype`/`Normalize` steps, which can run on a batch on the device"
+    steps = list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
+    k = len(steps)
+    while k and type(steps[k - 1]) in (T.ToDtype, T.Normalize): k -= 1
+    if k == len(steps): return transform, None
+    return (T.Compose(steps[:k]) if k else T.Identity()), T.Compose(steps[k:])
 
 # %% ../nbs/01_data.ipynb #d8ccd63e
 def make_views(

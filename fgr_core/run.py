@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from .core import Config, atomic_write, check_choice, check_range, get_device, seed_everything
-from .train import (METHODS, NonFiniteLossError, TrainConfig, Trainer, create_method, dist_info,
+from .train import (METHODS, Method, NonFiniteLossError, TrainConfig, Trainer, create_method, dist_info,
                             init_distributed)
 
 # %% auto #0
@@ -136,7 +136,9 @@ def make_train_loader(
     "Training loader whose per-epoch order is a pure function of (seed, epoch), also under DDP"
     rank, world = dist_info()
     collate_fn = collate_fn or getattr(dataset, "collate_fn", None)
-    kw = dict(num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda")
+    w = config.num_workers                            # workers live across epochs; 4 batches each in flight
+    kw = dict(num_workers=w, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda",
+              persistent_workers=w > 0, prefetch_factor=4 if w else None)
     if sampler == "m_per_class":
         from fgr_core.data import DistributedMPerClassSampler   # this process's slice of each global batch
         bs = DistributedMPerClassSampler(dataset.labels, m, config.batch_size, world, rank)
@@ -172,7 +174,8 @@ def run_training(
     train_ds, query_ds, gallery_ds = build_datasets(run.data)
     try: method = create_method(run.method, train_ds, **run.method_args)
     except KeyError as e: raise KeyError(f"method_args: {e.args[0] if e.args else e}") from None
-    collate = getattr(train_ds, "collate_fn", None) or method.collate
+    own = getattr(type(method).collate, "__func__", None) is not Method.collate.__func__   # a collate of its own
+    collate = getattr(train_ds, "collate_fn", None) or (method.collate if own else default_collate)
     loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, collate)
     eval_fn = None if query_ds is None else method.make_eval_fn(
         query_ds, gallery_ds, batch_size=run.eval.batch_size, num_workers=run.train.num_workers, **run.eval.args)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #05f3eb95
 from __future__ import annotations
-import contextlib, csv, dataclasses, json, math, os, random, warnings, weakref
+import contextlib, copy, csv, dataclasses, json, math, os, random, warnings, weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,15 +17,15 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import (Config, Registry, atomic_write, check_choice, check_range, get_device, load_checkpoint,
-                           save_checkpoint, seed_everything)
+                           same_code, save_checkpoint, seed_everything)
 
 # %% auto #0
 __all__ = ['METHODS', 'TrainConfig', 'make_optimizer', 'LRFactor', 'make_scheduler', 'Method', 'to_device', 'resolve_amp',
-           'fastest_autocast', 'epoch_seed', 'epoch_batches', 'epoch_loader', 'epoch_feed', 'dist_info',
-           'init_distributed', 'all_gather_cat', 'broadcast_buffers', 'step_generator', 'GlooSyncBatchNorm',
-           'convert_sync_batchnorm', 'gather_actnorm_init', 'embed_dataset', 'NonFiniteLossError', 'Trainer',
-           'make_retrieval_eval', 'MethodConfig', 'training_texts', 'num_classes_of', 'CrossModalConfig', 'MethodSpec',
-           'register_method', 'list_methods', 'create_method']
+           'fastest_autocast', 'epoch_seed', 'epoch_batches', 'dist_info', 'init_distributed', 'all_gather_cat',
+           'item_seeds', 'SeededItems', 'epoch_loader', 'epoch_feed', 'broadcast_buffers', 'step_generator',
+           'GlooSyncBatchNorm', 'SyncFlowBatchNorm', 'convert_sync_batchnorm', 'gather_actnorm_init', 'embed_dataset',
+           'NonFiniteLossError', 'Trainer', 'make_retrieval_eval', 'MethodConfig', 'training_texts', 'num_classes_of',
+           'CrossModalConfig', 'MethodSpec', 'register_method', 'list_methods', 'create_method']
 
 # %% ../nbs/09_train.ipynb #6f31b189
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ class TrainConfig(Config):
     log_every:int=10              # log the losses every N steps
     tensorboard:bool=False        # also write TensorBoard events to out_dir/tb
     out_dir:str="runs/fgr"        # logs, checkpoints and results
-    num_workers:int=0             # DataLoader workers (CLI-built loaders)
+    num_workers:int=0             # DataLoader workers of CLI-built loaders (kept across epochs)
     progress:bool=True            # tqdm progress bars
     sync_bn:bool=False            # under DDP, BatchNorm layers use the statistics of the global batch (SyncBatchNorm)
     compile:bool=False            # torch.compile the method's `training_step` (pays on CUDA; see "Throughput")
@@ -236,29 +236,6 @@ def epoch_batches(
         if hasattr(s, "generator"): s.generator = torch.Generator().manual_seed(epoch_seed(seed, epoch, i))
     return [list(map(int, b)) for b in bs]
 
-def epoch_loader(loader:DataLoader, batches:list, seed:int, epoch:int)->DataLoader:
-    "A `DataLoader` like `loader` over exactly `batches`"
-    kw = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-              worker_init_fn=loader.worker_init_fn, timeout=loader.timeout,
-              generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 7)))
-    if loader.num_workers: kw.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
-    return DataLoader(loader.dataset, batch_sampler=_Batches(batches), **kw)
-
-# %% ../nbs/09_train.ipynb #5d1e0a05
-def epoch_feed(
-    loader:DataLoader,    # the training loader (its dataset, workers and collate_fn decide the path)
-    batches:list,         # the epoch's remaining batches of dataset indices
-    seed:int,             # run seed
-    epoch:int,            # epoch number (from 0)
-    device:torch.device,  # where the batches are used
-):                        # iterable of collated batches
-    "The epoch's batches: whole from a `batchable` in-memory dataset's `get_batch`, else through `epoch_loader`"
-    ds = loader.dataset
-    default_collate = loader.collate_fn is torch.utils.data.default_collate
-    if getattr(ds, "batchable", False) and loader.num_workers == 0 and default_collate:
-        return (ds.get_batch(b, device) for b in batches)
-    return epoch_loader(loader, batches, seed, epoch)
-
 # %% ../nbs/09_train.ipynb #404b3b0d
 def dist_info()->tuple[int, int]:
     "(rank, world size); (0, 1) without an initialised process group"
@@ -283,6 +260,91 @@ def all_gather_cat(x:Tensor)->Tensor:
     parts = [torch.zeros((m, *x.shape[1:]), dtype=x.dtype, device=x.device) for _ in range(world)]
     dist.all_gather(parts, torch.cat([x, pad]))
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
+
+# %% ../nbs/09_train.ipynb #4aa532b4
+def item_seeds(
+    seed:int,    # run seed
+    epoch:int,   # epoch number (from 0)
+    batch:int,   # batch number within the epoch (this process's batches under DDP)
+    n:int,       # items in the batch
+)->list[int]:    # n 63-bit seeds, one per position
+    "Seeds of the items of batch `batch` of `epoch`: a pure function of (seed, epoch, DDP rank, batch, position)"
+    s = np.random.SeedSequence([seed, epoch, dist_info()[0], batch]).generate_state(n, dtype=np.uint64)
+    return (s % np.uint64(2**63)).tolist()
+
+# %% ../nbs/09_train.ipynb #245bb5d8
+@contextlib.contextmanager
+def _kept_rngs():
+    "torch's (CPU), NumPy's and Python's global generator states restored on exit"
+    g = torch.default_generator
+    t, n, p = g.get_state(), np.random.get_state(), random.getstate()
+    try: yield
+    finally: g.set_state(t); np.random.set_state(n); random.setstate(p)
+
+class SeededItems(Dataset):
+    "`dataset` indexed by `(i, seed)`: item `i` loaded with the global generators seeded by `seed` (then restored)"
+    def __init__(self, dataset:Dataset): self.dataset = dataset
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, key:tuple):
+        with _kept_rngs(): return self._load(key)
+    def __getitems__(self, keys:list)->list:   # a whole batch (the DataLoader's fetcher): states kept once per batch
+        with _kept_rngs(): return [self._load(k) for k in keys]
+    def _load(self, key:tuple):
+        i, s = key
+        torch.default_generator.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)   # CPU generators only
+        return self.dataset[i]
+
+# %% ../nbs/09_train.ipynb #29fde774
+_FEEDS = weakref.WeakKeyDictionary()   # training loader -> its persistent epoch loader
+
+def _device_split(loader:DataLoader)->tuple:
+    "(dataset the loader indexes, transform left for the device): `ImageDataset`s load uint8 up to ToDtype/Normalize"
+    from fgr_core.data import ImageDataset, split_transform
+    ds = loader.dataset
+    if not isinstance(ds, ImageDataset) or loader.collate_fn is not torch.utils.data.default_collate: return ds, None
+    host, tail = split_transform(ds.transform)
+    if tail is None: return ds, None
+    ds = copy.copy(ds); ds.transform = host
+    return ds, tail
+
+def epoch_loader(
+    loader:DataLoader, # the training loader: dataset, workers, collate_fn, pin_memory, prefetch_factor
+)->DataLoader:         # one per `loader`, kept: its batches are set per epoch by `epoch_feed`
+    "The persistent `DataLoader` feeding `loader`'s epochs: seeded items, workers kept across epochs, uint8 images"
+    if loader in _FEEDS: return _FEEDS[loader]
+    ds, tail = _device_split(loader)
+    kw = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+              worker_init_fn=loader.worker_init_fn, timeout=loader.timeout, generator=torch.Generator().manual_seed(0))
+    if loader.num_workers: kw.update(prefetch_factor=loader.prefetch_factor, persistent_workers=True,
+                                     multiprocessing_context=loader.multiprocessing_context)
+    dl = DataLoader(SeededItems(ds), batch_sampler=_Batches([]), **kw)
+    dl.device_transform = tail                                     # ToDtype/Normalize, run on the device per batch
+    _FEEDS[loader] = dl
+    return dl
+
+# %% ../nbs/09_train.ipynb #5d1e0a05
+def _on_device(dl:DataLoader, device:torch.device):
+    for b in dl:
+        b = to_device(b, device, non_blocking=True)
+        if dl.device_transform is not None: b["image"] = dl.device_transform(b["image"]).as_subclass(Tensor)
+        yield b
+
+def epoch_feed(
+    loader:DataLoader,    # the training loader (its dataset, workers and collate_fn decide the path)
+    batches:list,         # the epoch's batches of dataset indices (`epoch_batches`)
+    seed:int,             # run seed
+    epoch:int,            # epoch number (from 0)
+    device:torch.device,  # where the batches are used
+    start:int=0,          # first batch to feed (a resumed epoch continues there)
+):                        # iterable of collated batches on `device`
+    "The epoch's batches from `start`: whole from a `batchable` dataset's `get_batch`, else via `epoch_loader`"
+    ds, device = loader.dataset, torch.device(device)
+    default_collate = loader.collate_fn is torch.utils.data.default_collate
+    if getattr(ds, "batchable", False) and loader.num_workers == 0 and default_collate:
+        return (ds.get_batch(b, device) for b in batches[start:])
+    dl = epoch_loader(loader)
+    dl.batch_sampler.batches = [list(zip(b, item_seeds(seed, epoch, j, len(b)))) for j, b in enumerate(batches)][start:]
+    return _on_device(dl, device)
 
 # %% ../nbs/09_train.ipynb #85b4038d
 def broadcast_buffers(module:nn.Module):
@@ -327,14 +389,36 @@ class GlooSyncBatchNorm(nn.SyncBatchNorm):
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
 
+# %% ../nbs/09_train.ipynb #01238066
+from nflows.transforms import BatchNorm as _FlowBatchNorm
+
+class SyncFlowBatchNorm(_FlowBatchNorm):
+    "nflows' `BatchNorm` flow layer with the statistics of the global batch under DDP (gloo or NCCL)"
+    def forward(self, inputs:Tensor, context=None)->tuple: # (B, d) -> ((B, d), logabsdet (B,))
+        if not (self.training and dist_info()[1] > 1): return super().forward(inputs, context)
+        if inputs.dim() != 2: raise ValueError(f"SyncFlowBatchNorm: expected (B, d) inputs, got {tuple(inputs.shape)}")
+        from torch.distributed.nn.functional import all_reduce                   # differentiable all-reduce
+        n = torch.tensor(float(inputs.shape[0]), device=inputs.device); dist.all_reduce(n)   # global batch size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            mean = all_reduce(inputs.sum(0)) / n                                   # (d,) global mean
+            var = all_reduce((inputs - mean).pow(2).sum(0)) / (n - 1).clamp(min=1) # (d,) unbiased, as nflows
+        with torch.no_grad():
+            self.running_mean.mul_(1 - self.momentum).add_(mean * self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var * self.momentum)
+        outputs = self.weight * ((inputs - mean) / torch.sqrt(var + self.eps)) + self.bias
+        logabsdet = torch.sum(torch.log(self.weight) - 0.5 * torch.log(var + self.eps))      # the same for every row
+        return outputs, logabsdet * inputs.new_ones(inputs.shape[0])
+
 # %% ../nbs/09_train.ipynb #a7536372
 def convert_sync_batchnorm(
     module:nn.Module, # converted in place (its BatchNorm children are replaced)
 )->nn.Module:         # `module`, or its replacement when it is a BatchNorm layer itself
-    "Replace every BatchNorm layer (and timm's BatchNormAct2d) by `GlooSyncBatchNorm`, sharing parameters and buffers"
+    "Replace every BatchNorm layer (timm's BatchNormAct2d, nflows' BatchNorm too) by a synchronised one, sharing state"
     from timm.layers import convert_sync_batchnorm as timm_convert   # torch's converter drops timm's activations
     module = timm_convert(module)
     for m in module.modules():
+        if type(m) is _FlowBatchNorm: m.__class__ = SyncFlowBatchNorm; continue   # nflows' flow layer: same state
         if not isinstance(m, nn.SyncBatchNorm) or isinstance(m, GlooSyncBatchNorm): continue
         cls = type(m)                                                # timm's SyncBatchNormAct: the CPU path mixed in
         m.__class__ = GlooSyncBatchNorm if cls is nn.SyncBatchNorm else type(cls.__name__, (cls, GlooSyncBatchNorm), {})
@@ -355,10 +439,10 @@ def gather_actnorm_init(
 
 # %% ../nbs/09_train.ipynb #f5e02bda
 def _eval_loader(data, batch_size:int, num_workers:int=0, collate_fn:Callable|None=None)->DataLoader:
-    "`data` itself if it is a loader, else an unshuffled loader over it (collate: `collate_fn`, the dataset's, torch's)"
+    "`data` itself if it is a loader, else an unshuffled loader over it (collate_fn, the dataset's, torch's; workers kept)"
     if isinstance(data, DataLoader): return data
     return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate_fn or getattr(data, "collate_fn", None))
+                      collate_fn=collate_fn or getattr(data, "collate_fn", None), persistent_workers=num_workers > 0)
 
 def embed_dataset(
     method:Method,                   # the model (eval mode and no gradient while embedding)
@@ -685,7 +769,7 @@ def fit(self:Trainer)->dict:
             bar = tqdm(total=len(batches), initial=self._pos, desc=f"epoch {e + 1}/{cfg.epochs}", leave=False,
                        disable=not cfg.progress or not self.is_main, dynamic_ncols=True)
             self.method.train()
-            for batch in epoch_feed(self.train_loader, batches[self._pos:], cfg.seed, e, self.device):
+            for batch in epoch_feed(self.train_loader, batches, cfg.seed, e, self.device, self._pos):
                 self._train_step(batch)
                 self.global_step += 1; self._pos += 1; self._count += 1
                 with warnings.catch_warnings():
@@ -826,18 +910,19 @@ class MethodSpec:
 def register_method(
     name:str,              # the name in configs and `create_method`
     config_class:type,     # the method's `Config` subclass (usually a `MethodConfig`)
+    override:bool=False,   # replace a method already registered as `name` on purpose
     **defaults,            # config defaults of this name (e.g. a baseline's loss switch)
 )->Callable:               # decorator returning the builder unchanged
-    "Decorator registering `build(config, train_dataset=None) -> Method` as method `name`"
+    "Decorator registering `build(config, train_dataset=None) -> Method` as method `name`; a different second one errs"
     if not (isinstance(config_class, type) and issubclass(config_class, Config)):
         raise ValueError(f"register_method({name!r}): config_class must be a fgr_core.core.Config subclass, "
                          f"got {config_class!r}")
     config_class.from_dict(defaults, where=f"register_method({name!r}) defaults")   # unknown fields fail now
     def deco(build:Callable)->Callable:
         spec, old = MethodSpec(name, build, config_class, defaults), METHODS._fns.get(name)
-        if old is not None and old.build.__qualname__ == build.__qualname__:   # the same builder again (its notebook)
-            METHODS._fns[name] = spec
-        else: METHODS.register(spec, name=name)
+        same = old is not None and same_code(old.build, build) and old.defaults == spec.defaults \
+            and old.config_class.__qualname__ == config_class.__qualname__   # the same builder again (its notebook)
+        METHODS.register(spec, name=name, override=override or same)
         return build
     return deco
 

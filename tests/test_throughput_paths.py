@@ -1,6 +1,8 @@
 """The fast training paths change nothing: whole in-memory batches (`epoch_feed` / `get_batch`) train to the same
-bits as the per-item DataLoader; losses read every `log_every` steps still stop a NaN with its step and term; the
-CUDA paths (pinned batches converted on the device, channels_last, deferred reads, compile) where CUDA exists."""
+bits as the per-item DataLoader; randomly augmented items loaded as uint8 and normalised per batch on the device
+train to the same bits as items normalised one by one, with 0 or 2 persistent workers; losses read every
+`log_every` steps still stop a NaN with its step and term; the CUDA paths (pinned batches converted on the
+device, channels_last, deferred reads, compile) where CUDA exists."""
 import subprocess, sys
 from pathlib import Path
 
@@ -10,8 +12,8 @@ from torch.utils.data import DataLoader, default_collate
 
 import fgr_core.gapan  # noqa: F401  (registers norm_softmax)
 from fgr_core.core import load_checkpoint, seed_everything
-from fgr_core.data import GlyphsDataset, MPerClassSampler
-from fgr_core.train import NonFiniteLossError, Trainer, TrainConfig, create_method
+from fgr_core.data import GlyphsDataset, MPerClassSampler, train_transform
+from fgr_core.train import NonFiniteLossError, Trainer, TrainConfig, create_method, epoch_loader
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -25,14 +27,16 @@ def glyphs(tmp_path_factory):
 def _per_item_collate(items): return default_collate(items)   # not `default_collate` itself: keeps the DataLoader path
 
 
-def _train(ds, out, collate_fn=None, device="cpu", trainer_cls=Trainer, **cfg):
+def _train(ds, out, collate_fn=None, device="cpu", trainer_cls=Trainer, num_workers=0, **cfg):
     seed_everything(0)
     m = create_method("norm_softmax", num_classes=ds.num_classes, image_backbone="small_cnn", pretrained=False,
                       image_kwargs={"width": 8, "image_size": 32}, embed_dim=8)
     kw = {"collate_fn": collate_fn} if collate_fn else {}
+    if num_workers: kw.update(num_workers=num_workers, prefetch_factor=2)
     loader = DataLoader(ds, batch_sampler=MPerClassSampler(ds.labels, 2, 6, torch.Generator().manual_seed(0)), **kw)
-    tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, seed=1,
-                                        **{"eval_every": 0, "checkpoint_every_epochs": 0, **cfg}), out_dir=out)
+    cfg = {"seed": 1, "eval_every": 0, "checkpoint_every_epochs": 0, **cfg}
+    tr = trainer_cls(m, loader, TrainConfig(epochs=2, lr=1e-2, log_every=3, progress=False, device=device, **cfg),
+                     out_dir=out)
     return tr, tr.fit()
 
 
@@ -43,6 +47,41 @@ def test_whole_batches_train_bit_for_bit_like_the_dataloader(glyphs, tmp_path):
     a, b = fast.method.state_dict(), slow.method.state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "fast" / "log.csv").read_text() == (tmp_path / "slow" / "log.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def augmented(tmp_path_factory):   # random crop + flip: the DataLoader path with per-item seeds
+    return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32,
+                         cache_dir=tmp_path_factory.mktemp("a"), transform=train_transform(32, resize_ratio=1.25))
+
+
+def _same_run(a, b, ha, hb, out_a, out_b):
+    assert ha == hb and ha["train"][0]["loss"] > 0
+    sa, sb = a.method.state_dict(), b.method.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert (out_a / "log.csv").read_text() == (out_b / "log.csv").read_text()
+
+
+class _Workers(Trainer):
+    "Records the loader's worker processes at every step"
+    def _train_step(self, batch):
+        it = epoch_loader(self.train_loader)._iterator
+        self.pids.add(tuple(w.pid for w in it._workers) if it is not None and hasattr(it, "_workers") else ())
+        return super()._train_step(batch)
+    def setup(self): self.pids = set(); super().setup()
+
+
+def test_uint8_device_normalisation_and_persistent_workers_change_nothing(augmented, tmp_path):
+    per_item, h_item = _train(augmented, tmp_path / "item", collate_fn=_per_item_collate)   # float items, one by one
+    uint8, h_uint8 = _train(augmented, tmp_path / "uint8")              # uint8 batches, ToDtype + Normalize per batch
+    assert epoch_loader(uint8.train_loader).device_transform is not None             # the two paths really differ
+    assert epoch_loader(per_item.train_loader).device_transform is None
+    _same_run(per_item, uint8, h_item, h_uint8, tmp_path / "item", tmp_path / "uint8")
+    two, h_two = _train(augmented, tmp_path / "two", trainer_cls=_Workers, num_workers=2)
+    _same_run(uint8, two, h_uint8, h_two, tmp_path / "uint8", tmp_path / "two")
+    assert len(two.pids) == 1 and len(next(iter(two.pids))) == 2     # the same 2 workers in both epochs
+    _, h_other = _train(augmented, tmp_path / "other", seed=2)
+    assert h_other != h_uint8                                         # the augmentation follows the run seed
 
 
 def test_channels_last_option_on_cpu(glyphs, tmp_path):
@@ -86,6 +125,20 @@ def test_get_batch_on_cuda_matches_cpu(glyphs):
     assert g["image"].is_cuda and g["label"].is_cuda and g["text"] == c["text"]
     torch.testing.assert_close(g["image"].cpu(), c["image"], atol=1e-6, rtol=0)
     assert torch.equal(g["label"].cpu(), c["label"])
+
+
+@cuda
+def test_cuda_uint8_batches_normalised_on_the_device(augmented, tmp_path):
+    _, h = _train(augmented, tmp_path / "gpu", device="cuda", amp="off", channels_last=False, num_workers=2)
+    _, h_cpu = _train(augmented, tmp_path / "cpu")
+    assert h["train"][0]["loss"] == pytest.approx(h_cpu["train"][0]["loss"], rel=1e-3)
+
+
+@cuda
+def test_memo_keys_of_a_cuda_batch_match_the_cpu_ones():   # one copy of the batch to the host, the same keys
+    from fgr_core.backbones import row_keys
+    x = torch.randn(4, 3, 8, 8)
+    assert row_keys(x.cuda(), "p|") == row_keys(x, "p|")
 
 
 @cuda

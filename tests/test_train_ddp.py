@@ -90,13 +90,18 @@ def _free_port():
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
+def _rank_env(rank:int, port:int, world:int=2)->dict:
+    "The environment torchrun gives process `rank` of `world` on this machine"
+    return dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
+                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def test_two_processes_match_one(tmp_path):
     (tmp_path / "worker.py").write_text(WORKER)
     port, procs = _free_port(), []
     for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = _rank_env(rank, port)
         procs.append(subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(tmp_path / "ddp"), str(tmp_path)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     # the single-process reference (global batch 16 = 2 x 8) runs here meanwhile
@@ -251,3 +256,44 @@ def test_gapan_sync_bn_two_processes_match_one(tmp_path):
     diff = torch.cat([(w2[k] - v).abs().flatten() for k, v in w1.items() if v.is_floating_point()])
     print("weight difference: mean", diff.mean().item(), "max", diff.max().item())
     assert diff.mean() < 1e-5 and diff.max() < 2 * 3e-4 * 10 * 5       # lr 3e-4 x new_lr_mult 10, 5 steps
+
+
+FLOW_BN = textwrap.dedent('''
+    import sys, torch
+    from fgr_core.flows import flow_transform
+    from fgr_core.train import SyncFlowBatchNorm, convert_sync_batchnorm, init_distributed
+    rank, world = init_distributed("cpu") if len(sys.argv) > 2 else (0, 1)
+    torch.manual_seed(0)
+    flow = convert_sync_batchnorm(flow_transform(6, depth=2, hidden=8, norm="batchnorm"))
+    assert sum(isinstance(m, SyncFlowBatchNorm) for m in flow.modules()) == 2      # nflows' BatchNorm converted
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1)) * 3 + 1
+    z, logdet = flow(x[rank::world])                                               # this process's share
+    (z.pow(2).sum() - logdet.sum()).backward()                                     # gradients: summed over processes
+    grads = torch.cat([p.grad.flatten() for p in flow.parameters()])
+    if world > 1: torch.distributed.all_reduce(grads)
+    torch.save({"z": z.detach(), "logdet": logdet.detach(), "grads": grads, "buffers": dict(flow.named_buffers())},
+               f"{sys.argv[1]}/flow{rank}of{world}.pt")
+''')
+
+
+def test_flow_batchnorm_synchronised_two_processes_match_one(tmp_path):
+    "`sync_bn` covers nflows' BatchNorm flow layers: 2 processes x 8 rows give 1 process x 16 rows' numbers"
+    (tmp_path / "flow.py").write_text(FLOW_BN)
+    port, procs = _free_port(), []
+    for rank in range(2):
+        env = _rank_env(rank, port)
+        procs.append(subprocess.Popen([sys.executable, str(tmp_path / "flow.py"), str(tmp_path), "ddp"],
+                                      stderr=subprocess.PIPE, text=True, env=env))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    one = subprocess.run([sys.executable, str(tmp_path / "flow.py"), str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert one.returncode == 0, one.stderr[-3000:]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+    ref, parts = torch.load(tmp_path / "flow0of1.pt"), [torch.load(tmp_path / f"flow{r}of2.pt") for r in range(2)]
+    for r, part in enumerate(parts):
+        torch.testing.assert_close(part["z"], ref["z"][r::2], rtol=1e-5, atol=1e-5)       # global batch statistics
+        torch.testing.assert_close(part["logdet"], ref["logdet"][r::2], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(part["grads"], ref["grads"], rtol=1e-4, atol=1e-5)
+        for k, v in ref["buffers"].items(): torch.testing.assert_close(part["buffers"][k], v, rtol=1e-5, atol=1e-6)

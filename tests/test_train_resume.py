@@ -1,5 +1,6 @@
 """Kill a CPU training subprocess with a real SIGKILL after a checkpoint, resume it, and compare with an
-uninterrupted run: weights, history (losses and metrics) and the CSV log must be identical."""
+uninterrupted run: weights, history (losses and metrics) and the CSV log must be identical; also with 2
+persistent DataLoader workers, whose randomly jittered items are seeded by (seed, epoch, position)."""
 import json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
@@ -18,9 +19,9 @@ CHILD = textwrap.dedent('''
     from fgr_core.core import seed_everything
     from fgr_core.train import Method, Trainer, TrainConfig, make_retrieval_eval
     torch.set_num_threads(1)
-    out_dir, resume, sleep = sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3])
+    out_dir, resume, sleep, workers = sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3]), int(sys.argv[4])
 
-    class Blobs(Dataset):  # 48 points of 4 classes; random jitter drawn from the global RNG in __getitem__
+    class Blobs(Dataset):  # 48 points of 4 classes; random jitter drawn from the global RNG in __getitem__ (any worker)
         def __init__(self):
             g = torch.Generator().manual_seed(0)
             self.y = torch.arange(48) % 4
@@ -47,7 +48,8 @@ CHILD = textwrap.dedent('''
     cfg = TrainConfig(epochs=3, lr=0.03, optimizer="sgd", momentum=0.9, warmup_steps=3, checkpoint_every_steps=4,
                       log_every=1, resume=resume, progress=False, device="cpu", seed=5)
     ev = make_retrieval_eval(DataLoader(ds, batch_size=16), ks=(1, 2))
-    hist = Marking(Net(), DataLoader(ds, batch_size=8, shuffle=True), cfg, eval_fn=ev, out_dir=out_dir).fit()
+    loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+    hist = Marking(Net(), loader, cfg, eval_fn=ev, out_dir=out_dir).fit()
     print("DONE", json.dumps(hist["eval"][-1]), flush=True)
 ''')
 
@@ -58,21 +60,23 @@ def _env():
     return env
 
 
-def _run(script, out, mode, sleep=0.0):
-    r = subprocess.run([sys.executable, str(script), str(out), mode, str(sleep)], capture_output=True, text=True, env=_env(), timeout=120)
+def _run(script, out, mode, sleep=0.0, workers=0):
+    r = subprocess.run([sys.executable, str(script), str(out), mode, str(sleep), str(workers)], capture_output=True,
+                       text=True, env=_env(), timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout
 
 
-def test_sigkill_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_and_resume_is_exact(tmp_path, workers):
     script = tmp_path / "child.py"; script.write_text(CHILD)
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     # the uninterrupted reference runs alongside the run that gets killed
-    r = subprocess.Popen([sys.executable, str(script), str(ref), "fresh", "0"], stdout=subprocess.PIPE,
+    r = subprocess.Popen([sys.executable, str(script), str(ref), "fresh", "0", str(workers)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=_env())
 
     # interrupted run: 6 steps per epoch, 18 in all; kill right after the step-8 checkpoint (mid-epoch 2)
-    p = subprocess.Popen([sys.executable, str(script), str(cut), "fresh", "0.05"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, str(script), str(cut), "fresh", "0.05", str(workers)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=_env())
     try:
         t0 = time.time()
@@ -90,7 +94,7 @@ def test_sigkill_and_resume_is_exact(tmp_path):
 
     r_out, r_err = r.communicate(timeout=120)
     assert r.returncode == 0 and "DONE" in r_out, r_err[-3000:]
-    out = _run(script, cut, "resume")
+    out = _run(script, cut, "resume", workers=workers)
     assert "DONE" in out
     a, b = load_checkpoint(ref / "checkpoints" / "last.pt"), load_checkpoint(cut / "checkpoints" / "last.pt")
     assert a["global_step"] == b["global_step"] == 18
