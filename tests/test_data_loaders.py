@@ -6,7 +6,7 @@ import torch
 
 from fgr_core.benchmarks import DatasetFormatError
 from fgr_core.data import create_dataset, list_datasets, test_transform
-from official_fixtures import (write_cars, write_compcars, write_cub, write_fashion200k, write_fashioniq, write_inshop,
+from official_fixtures import (write_cars, write_cub, write_fashion200k, write_fashioniq, write_inshop,
                                write_pascal_sentence, write_shoes, write_sop, write_wikipedia)
 
 T8 = test_transform(8)
@@ -94,23 +94,6 @@ def test_inshop(tmp_path):
     p.write_text(p.read_text().replace("gallery", "galery", 1))
     with pytest.raises(DatasetFormatError, match="train/query/gallery"):
         create_dataset("inshop", "query", root=base)
-
-
-def test_compcars(tmp_path):
-    write_compcars(tmp_path)
-    tr = create_dataset("compcars", "train", root=tmp_path, transform=T8)
-    te = create_dataset("compcars", "test", root=tmp_path, transform=T8)
-    assert tr.class_names == ["78/1", "78/12"] and te.class_names == ["79/3", "80/9"]
-    assert tr.labels.tolist() == [0, 0, 0, 1, 1] and tr.views == ["rear", "front", "side", "front-side", "side"]
-    assert _check_item(tr, 1)["attributes"] == {"make": "78", "model": "1", "year": "2014"}
-    assert tr.view_index(0, "side") == 2 and tr.view_index(1, "rear") is None and te.views == ["rear-side", "uncertain", "side"]
-    assert len(create_dataset("compcars", "train", root=tmp_path, transform=T8, views=["side"])) == 2
-    (tmp_path / "CompCars" / "label" / "79" / "3" / "2010" / "c1.txt").write_text("7\n")
-    with pytest.raises(DatasetFormatError, match="viewpoint must be one of"):
-        create_dataset("compcars", "test", root=tmp_path)
-    (tmp_path / "CompCars" / "label" / "79" / "3" / "2010" / "c1.txt").unlink()
-    with pytest.raises(FileNotFoundError, match=r"CompCars .*missing .*c1.txt"):
-        create_dataset("compcars", "test", root=tmp_path)
 
 
 def _check_composed(ds):
