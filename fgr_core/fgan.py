@@ -529,7 +529,8 @@ def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x)
     "FGE outputs of a batch of image-text pairs, both modalities (call in eval mode, e.g. through `embed_dataset`)"
     ov, ot = self.encode_images(batch["image"]), self.encode_texts(list(batch["text"]))
     out = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp()}
-    if "scores" in ov: out["s_v"], out["s_t"] = ov["scores"], ot["scores"]
+    if "scores" in ov: out["s_v"] = ov["scores"]                      # no scores where regions are pooled (GAP)
+    if "scores" in ot: out["s_t"] = ot["scores"]
     return out
 
 def fgan_retrieval(
