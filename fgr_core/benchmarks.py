@@ -366,7 +366,8 @@ def pascal_sentence(
     paths, labels, texts = [], [], []
     for c, cat in enumerate(keep):
         caps = sorted((base / "sentence" / cat).glob("*.txt"))
-        _missing_images([base / "dataset" / cat / f"{t.stem}.jpg" for t in caps], caps, "pascal_sentence", base / "sentence" / cat)
+        _missing_images([base / "dataset" / cat / f"{t.stem}.jpg" for t in caps], caps, "pascal_sentence",
+                        base / "sentence" / cat)
         imgs = sorted((base / "dataset" / cat).glob("*.jpg"))
         n_test = max(1, round(0.2 * len(imgs))) if len(imgs) > 1 else 0
         test = set(np.random.RandomState(split_seed).permutation(len(imgs))[:n_test].tolist())

@@ -302,7 +302,8 @@ def vae_loss(
 )->tuple[Tensor, Tensor]:      # recon term, KL term: 0-dim batch means
     "One modality's VAE terms: `||A_D(g) - r_hat||_2` and `KL(q(z|r_hat) || N(0, I))` (Eq. 22-23 of FGAN)"
     if recon.shape != r_hat.shape:
-        raise ValueError(f"recon and r_hat must have the same shape (B, D), got {tuple(recon.shape)} and {tuple(r_hat.shape)}")
+        raise ValueError(f"recon and r_hat must have the same shape (B, D), "
+                         f"got {tuple(recon.shape)} and {tuple(r_hat.shape)}")
     target = r_hat.detach() if detach_target else r_hat
     rec = (recon - target).norm(dim=-1).mean()                         # Eq. 22
     return rec, gaussian_kl(mu, logvar)                                # Eq. 23
@@ -337,7 +338,8 @@ def fgla_loss(
     terms = {}
     for m, o in (("v", out_v), ("t", out_t)):
         zero = o["log_g"].sum() * 0
-        terms[f"recon_{m}"], terms[f"kl_{m}"] = vae_loss(o["recon"], o["r_hat"], o["mu"], o["logvar"], detach_target) if "mu" in o else (zero, zero)
+        terms[f"recon_{m}"], terms[f"kl_{m}"] = (vae_loss(o["recon"], o["r_hat"], o["mu"], o["logvar"], detach_target)
+                                                 if "mu" in o else (zero, zero))
     vae = terms["recon_v"] + terms["recon_t"] + terms["kl_v"] + terms["kl_t"]   # Eq. 21
     return {"fgla": vae + al["align"], "vae": vae, **al, **terms}               # Eq. 27
 
@@ -422,7 +424,8 @@ class FGANConfig(CrossModalConfig):
         check_choice("anchors", self.anchors, ["image", "both"])
         check_choice("semi_positive", self.semi_positive, ["paper", "different_caption"])
         check_choice("region_loss", self.region_loss, ["triplet", "pairwise", "classification"])
-        check_choice("label_space", self.label_space, ["imagenet", "word_embedding"]); check_range("num_classes", self.num_classes, 0)
+        check_choice("label_space", self.label_space, ["imagenet", "word_embedding"])
+        check_range("num_classes", self.num_classes, 0)
         for f in ("image_ratio", "text_ratio"): check_range(f, getattr(self, f), 0, 1, open_lo=True)
         for f in ("m1", "m2", "alpha", "mu", "sigma"): check_range(f, getattr(self, f), 0)
         for f in ("max_words", "embed_dim", "heads", "n_samples", "latent_dim", "hidden_dim", "image_size", "pseudo_size"): check_range(f, getattr(self, f), 1)
@@ -443,16 +446,19 @@ class FGAN(Method):
         with torch.no_grad(): self.image_grid = tuple(self._image_map(torch.zeros(1, 3, c.image_size, c.image_size)).shape[-2:])
         n_v, d_v, d_t = self.image_grid[0] * self.image_grid[1], self.image.num_features, self.text.num_features
         if c.label_space == "word_embedding":
-            if not class_names: raise ValueError("label_space='word_embedding' needs class_names (a train_dataset with class_names)")
+            if not class_names:
+                raise ValueError("label_space='word_embedding' needs class_names (a train_dataset with class_names)")
             self.register_buffer("label_targets", word_embedding_targets(self.text, class_names))   # (C, D_w)
         n_labels = self.label_targets.shape[1] if c.label_space == "word_embedding" else 1000
         kw = dict(out_dim=c.embed_dim, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,
                   hidden_dim=c.hidden_dim, num_labels=n_labels, variational=c.variational)
         self.fge_v = FineGrainedEncoder(d_v, n_v, ratio=c.image_ratio, region=c.image_region or c.region, **kw)
-        self.fge_t = FineGrainedEncoder(d_t, 1 + c.max_words, ratio=c.text_ratio, region=c.text_region or c.region, **kw)
+        self.fge_t = FineGrainedEncoder(d_t, 1 + c.max_words, ratio=c.text_ratio, region=c.text_region or c.region,
+                                        **kw)
         if c.region_loss == "classification":
             n_cls = c.num_classes or len(class_names or [])
-            if n_cls < 2: raise ValueError(f"region_loss='classification' needs num_classes >= 2 (or class_names), got {n_cls}")
+            if n_cls < 2:
+                raise ValueError(f"region_loss='classification' needs num_classes >= 2 (or class_names), got {n_cls}")
             self.classifier = nn.Linear(c.embed_dim, n_cls)                                           # seen classes
         self.pseudo_table = None
 
@@ -489,9 +495,10 @@ def set_pseudo_labels(self:FGAN, table:Tensor|None):
 
 @patch
 def pseudo_labels_of(self:FGAN, batch:dict)->Tensor: # (B, L) targets of the label distributions
-    "Targets tau of a batch: 'pseudo_label', the table by 'index', or the classifier (Eq. 19); Table 4's variants applied"
+    "Targets tau of a batch: 'pseudo_label', the table by 'index' or the classifier (Eq. 19); Table 4's variants"
     img, c = batch["image"], self.config
-    if c.label_space == "word_embedding": return self.label_targets[torch.as_tensor(batch["label"]).long().to(img.device)]
+    if c.label_space == "word_embedding":                                               # class-level targets
+        return self.label_targets[torch.as_tensor(batch["label"]).long().to(img.device)]
     if c.pseudo_labels == "random": return random_pseudo_labels(batch["index"], c.seed).to(img)   # drawn once per item
     if "pseudo_label" in batch: tau = batch["pseudo_label"].to(img)
     elif self.pseudo_table is not None: tau = self.pseudo_table[torch.as_tensor(batch["index"]).long().cpu()].to(img)

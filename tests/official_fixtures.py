@@ -187,7 +187,8 @@ def write_wikipedia(root: Path, per_class: int = 2) -> Path:
             _img(base / "images" / cats[c - 1] / f"{iid}.jpg")
             (base / "texts" / f"{tid}.xml").write_text(
                 f'<?xml version="1.0" encoding="UTF-8"?>\n<document>\n<title>T{c}</title>\n<text>\nAbout {cats[c - 1]} & more, part {k}.\n</text>\n</document>\n')
-            rows["trainset_txt_img_cat.list" if k < per_class - 1 else "testset_txt_img_cat.list"].append(f"{tid}\t{iid}\t{c}\n")
+            lst = "trainset_txt_img_cat.list" if k < per_class - 1 else "testset_txt_img_cat.list"
+            rows[lst].append(f"{tid}\t{iid}\t{c}\n")
     for f, lines in rows.items():
         (base / f).write_text("".join(lines))
     return base

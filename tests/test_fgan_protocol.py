@@ -24,11 +24,12 @@ T16 = test_transform(16)
 # --- point 6: the ZS-CMR protocol on the official splits ---------------------------------------------------------
 def test_pascal_zs_splits(tmp_path):
     write_pascal_sentence(tmp_path, per_class=10)
-    ds = {s: create_dataset("pascal_sentence", s, root=tmp_path, transform=T16) for s in ("zs_train", "zs_query", "zs_support", "train")}
+    ds = {s: create_dataset("pascal_sentence", s, root=tmp_path, transform=T16)
+          for s in ("zs_train", "zs_query", "zs_support", "train")}
     assert [len(ds[s]) for s in ("zs_train", "zs_query", "zs_support")] == [16, 4, 16]      # 40/10 per category, scaled
     assert ds["zs_train"].class_names == ["aeroplane", "bicycle"] and ds["zs_query"].class_names == ["bird", "boat"]
-    assert set(map(str, ds["zs_query"].images)).isdisjoint(map(str, ds["zs_support"].images))   # queries are not retrieved
-    assert set(map(str, ds["zs_train"].images)) < set(map(str, ds["train"].images))            # the seen test pairs stay out
+    assert set(map(str, ds["zs_query"].images)).isdisjoint(map(str, ds["zs_support"].images))  # queries not retrieved
+    assert set(map(str, ds["zs_train"].images)) < set(map(str, ds["train"].images))           # seen test pairs stay out
     again = create_dataset("pascal_sentence", "zs_query", root=tmp_path, transform=T16)
     assert list(map(str, again.images)) == list(map(str, ds["zs_query"].images))               # a fixed split
     other = create_dataset("pascal_sentence", "zs_query", root=tmp_path, transform=T16, split_seed=1)
@@ -44,16 +45,18 @@ def test_wikipedia_zs_splits_keep_the_official_lists(tmp_path):
     assert len(q) == 5 and len(s) == 10 and len(tr) == 10
     assert all(p.stem in test_list for p in q.images) and not any(p.stem in test_list for p in s.images + tr.images)
     assert q.class_names == s.class_names == ["media", "music", "royalty", "sport", "warfare"]
-    assert create_dataset("wikipedia", "test", root=tmp_path, transform=T16).num_classes == 5   # the old merged split stays
+    assert create_dataset("wikipedia", "test", root=tmp_path, transform=T16).num_classes == 5  # old merged split stays
 
 
 def test_fgr_train_configs_use_the_protocol(tmp_path):
     write_pascal_sentence(tmp_path, per_class=5)
     for ds in ("pascal_sentence", "wikipedia"):
         cfg = yaml.safe_load((REPO / "configs" / f"fgan_{ds}.yaml").read_text())
-        assert (cfg["data"]["train_split"], cfg["data"]["eval_split"], cfg["data"]["gallery_split"]) == ("zs_train", "zs_query", "zs_support")
+        splits = (cfg["data"]["train_split"], cfg["data"]["eval_split"], cfg["data"]["gallery_split"])
+        assert splits == ("zs_train", "zs_query", "zs_support")
         assert "10 runs" in (REPO / "configs" / f"fgan_{ds}.yaml").read_text()
-        assert cfg["method_args"]["image_size"] == 224 and "patch16" in cfg["method_args"]["image_backbone"]   # 196 regions
+        args = cfg["method_args"]
+        assert args["image_size"] == 224 and "patch16" in args["image_backbone"]                    # 196 regions
     d = yaml.safe_load((REPO / "configs" / "fgan_pascal_sentence.yaml").read_text())["data"]
     keys = ("dataset", "train_split", "eval_split", "gallery_split")
     train, query, gallery = build_datasets(DataConfig(**{k: d[k] for k in keys}, root=str(tmp_path)))
@@ -69,7 +72,8 @@ def test_caption_naming_a_missing_image(tmp_path):
     create_dataset("pascal_sentence", "zs_train", root=tmp_path)           # the seen half does not read that folder
     wbase = write_wikipedia(tmp_path / "w", per_class=2)
     (wbase / "images" / "warfare" / "100img.jpg").unlink()
-    with pytest.raises(DatasetFormatError, match=r"1 caption\(s\) name a missing image.*trainset_txt_img_cat.list: 100img"):
+    msg = r"1 caption\(s\) name a missing image.*trainset_txt_img_cat\.list: 100img"
+    with pytest.raises(DatasetFormatError, match=msg):
         create_dataset("wikipedia", "zs_support", root=tmp_path / "w")
 
 
@@ -86,7 +90,8 @@ class _Pairs(torch.utils.data.Dataset):
 
 
 TINY = dict(image_backbone="small_cnn", pretrained=False, image_kwargs={"width": 8, "image_size": 32}, image_size=32,
-            text_kwargs={"dim": 8, "embed_dim": 4}, max_words=6, embed_dim=16, latent_dim=4, hidden_dim=16, n_samples=10)
+            text_kwargs={"dim": 8, "embed_dim": 4}, max_words=6, embed_dim=16, latent_dim=4, hidden_dim=16,
+            n_samples=10)
 
 
 def _method(**over):
@@ -96,7 +101,8 @@ def _method(**over):
 
 def test_defaults_are_the_papers_reading():
     c = FGANConfig()
-    assert (c.anchors, c.semi_positive, c.detach_recon_target, c.region_loss, c.label_space) == ("image", "paper", False, "triplet", "imagenet")
+    got = (c.anchors, c.semi_positive, c.detach_recon_target, c.region_loss, c.label_space)
+    assert got == ("image", "paper", False, "triplet", "imagenet")
 
 
 def test_semi_positives_as_the_text_defines_them():
@@ -134,7 +140,8 @@ def test_random_labels_are_drawn_once():
 
 
 # --- point 9: the missing Table 4 rows, Table 5 --------------------------------------------------------------------
-@pytest.mark.parametrize("over", [{"region_loss": "pairwise"}, {"region_loss": "classification"}, {"label_space": "word_embedding"}])
+@pytest.mark.parametrize("over", [{"region_loss": "pairwise"}, {"region_loss": "classification"},
+                                  {"label_space": "word_embedding"}])
 def test_table4_rows_train(over):
     m, b = _method(**over), collate_pairs([_Pairs()[i] for i in range(8)])
     out = m.training_step(b); out["loss"].backward()
@@ -153,18 +160,20 @@ def test_table5_transcribed():
 
 
 # --- nb 24 through papermill on the fixture trees ------------------------------------------------------------------
-NB_TINY = dict(image_backbone="small_cnn", pretrained=False, image_kwargs={"width": 8}, image_size=32, text_encoder="gru",
-               text_kwargs={"dim": 16, "embed_dim": 8}, max_words=12, embed_dim=16, n_samples=10, pseudo_size=32, epochs=2,
-               batch_size=8, m_per_class=2, lr=1e-3, warmup_steps=2, seeds=[0], n_show=2, device="cpu", data_kwargs={})
+NB_TINY = dict(image_backbone="small_cnn", pretrained=False, image_kwargs={"width": 8}, image_size=32,
+               text_encoder="gru", text_kwargs={"dim": 16, "embed_dim": 8}, max_words=12, embed_dim=16, n_samples=10,
+               pseudo_size=32, epochs=2, batch_size=4, m_per_class=2, lr=1e-3, warmup_steps=2, seeds=[0], n_show=2,
+               device="cpu", data_kwargs={})
 
 
 def test_repro_notebook_on_pascal_sentence(run_notebook, results_checker, tmp_path):
     write_pascal_sentence(tmp_path / "data", per_class=10)
-    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "pascal_sentence", "data_root": str(tmp_path / "data"), "batch_size": 4})
+    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "pascal_sentence", "data_root": str(tmp_path / "data")})
     out = tmp_path / "out"
     res = results_checker(out, "fgan", [f"FGAN_{m}" for m in ("RE", "LD", "JR")], [0], ["I2T", "T2I", "Avg"],
                           ["training_loss", "saliency", "tsne", "top5_t2i"])
-    assert res["sizes"] == {"train": 16, "query": 4, "support": 16, "seen_classes": 2, "unseen_classes": 2, "excluded_queries": 0}
+    assert res["sizes"] == {"train": 16, "query": 4, "support": 16, "seen_classes": 2, "unseen_classes": 2,
+                            "excluded_queries": 0}
     assert res["protocol"].startswith("official splits")
     assert res["regions"]["image_regions"] == 64 and res["regions"]["image_k"] == 6             # 8x8 map at 32 px, 10%
     cx = res["complexity"]
@@ -178,7 +187,7 @@ def test_repro_notebook_on_pascal_sentence(run_notebook, results_checker, tmp_pa
 def test_repro_notebook_counts_queries_without_support(run_notebook, results_checker, tmp_path):
     base = write_wikipedia(tmp_path / "data", per_class=3)
     lst = base / "trainset_txt_img_cat.list"
-    lst.write_text("".join(l + "\n" for l in lst.read_text().splitlines() if not l.endswith("\t10")))  # class 10: no support
-    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "wikipedia", "data_root": str(tmp_path / "data"), "batch_size": 4})
+    lst.write_text("".join(l + "\n" for l in lst.read_text().splitlines() if not l.endswith("\t10")))  # 10: no support
+    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "wikipedia", "data_root": str(tmp_path / "data")})
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["sizes"]["excluded_queries"] == 1 and res["sizes"]["query"] == 4 and res["sizes"]["unseen_classes"] == 4

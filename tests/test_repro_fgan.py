@@ -24,7 +24,8 @@ def _check(out, check, epochs=2):
     res = check(out, "fgan", rows, [0], [*DIRS, *(f"{d} Prec@100" for d in DIRS)], ["training_loss", "saliency", "tsne", "top5_t2i"])
     assert res["params"]["methods"] == ["fgan"]
     assert res["sizes"]["seen_classes"] == 6 and res["sizes"]["unseen_classes"] == 6            # 50% of the classes unseen
-    assert res["sizes"]["query"] + res["sizes"]["support"] == 6 * 8 and res["sizes"]["excluded_queries"] == 0
+    assert res["sizes"]["query"] + res["sizes"]["support"] == 6 * 8
+    assert res["sizes"]["excluded_queries"] == 0
     assert res["protocol"].startswith("random query/support split")                         # glyphs: no official split
     assert res["regions"]["image_regions"] == 64 and res["regions"]["image_k"] == 6             # stated with the table
     for r in res["runs"]:
@@ -57,6 +58,7 @@ def test_fgan_repro_ablations(run_notebook, results_checker, tmp_path):
     assert len(abl) == 1 + 12 and abl[list(MODES)].apply(lambda c: c.between(0, 100)).all().all()
     assert {"pairwise loss", "classification loss", "word-embedding label space"} <= set(abl["setting"])  # Table 4 rows
     sw = pd.read_csv(out / "sweeps.csv")                                                   # Fig. 4
-    assert sw[["knob", "value"]].values.tolist() == [["m1", 0.3], ["m2", 0.3], ["image_ratio", 0.2], ["text_ratio", 0.5]]
+    assert sw[["knob", "value"]].values.tolist() == [["m1", 0.3], ["m2", 0.3], ["image_ratio", 0.2],
+                                                     ["text_ratio", 0.5]]
     assert sw.loc[sw["knob"] == "image_ratio", "image_k"].item() == round(0.2 * 64)             # 8x8 regions at 32 px
     assert (out / "figures" / "fig4_sweeps.png").is_file()
