@@ -414,21 +414,38 @@ def fashion200k_triplets(
                            [set(torch.nonzero(lab == lab[b]).view(-1).tolist()) for _, b in pairs])
 
 # %% ../nbs/01b_benchmarks.ipynb #84f24566
+_ZS_SPLITS = {"train": ("train", None), "test": ("test", None), "all": ("all", None),   # (class half, official split)
+              "zs_train": ("train", "train"), "zs_query": ("test", "test"), "zs_support": ("test", "train")}
+
+def _missing_images(paths:list, listed:list, key:str, where:Path):
+    "An error naming how many captions point to images that do not exist, and the first few"
+    gone = [str(l) for p, l in zip(paths, listed) if not Path(p).exists()]
+    if gone: _bad(where, key, None, f"{len(gone)} caption(s) name a missing image, e.g. {gone[:3]}")
+
 @DATASETS.register
 def pascal_sentence(
-    split:str="train",            # "train" (first 10 categories alphabetically), "test" (last 10) or "all"
+    split:str="train",            # "zs_train" / "zs_query" / "zs_support" (ZS-CMR protocol) or "train" / "test" / "all"
     root:str|Path|None=None,      # folder holding dataset/ and sentence/
     transform:Callable|None=None, # default `test_transform(224)`
+    split_seed:int=0,             # seed of the fixed per-category 80/20 train/test split of the pairs
 )->ImageDataset:
     "Pascal Sentence (Rashtchian et al. 2010): 20 categories x 50 images, 5 sentences each (joined)"
-    check_choice("split", split, ["train", "test", "all"])
+    check_choice("split", split, list(_ZS_SPLITS))
+    half, official = _ZS_SPLITS[split]
     base = _base(root, "pascal_sentence", "dataset")
     cats = sorted(p.name for p in (base / "dataset").iterdir() if p.is_dir())
     if not cats: _bad(base / "dataset", "pascal_sentence", None, "no category folders")
-    h = len(cats) // 2; keep = {"train": cats[:h], "test": cats[h:], "all": cats}[split]
+    h = len(cats) // 2; keep = {"train": cats[:h], "test": cats[h:], "all": cats}[half]
     paths, labels, texts = [], [], []
     for c, cat in enumerate(keep):
-        for p in sorted((base / "dataset" / cat).glob("*.jpg")):
+        caps = sorted((base / "sentence" / cat).glob("*.txt"))
+        _missing_images([base / "dataset" / cat / f"{t.stem}.jpg" for t in caps], caps, "pascal_sentence",
+                        base / "sentence" / cat)
+        imgs = sorted((base / "dataset" / cat).glob("*.jpg"))
+        n_test = max(1, round(0.2 * len(imgs))) if len(imgs) > 1 else 0
+        test = set(np.random.RandomState(split_seed).permutation(len(imgs))[:n_test].tolist())
+        for i, p in enumerate(imgs):
+            if official is not None and (i in test) != (official == "test"): continue
             t = _need(base / "sentence" / cat / f"{p.stem}.txt", "pascal_sentence").read_text(encoding="utf-8", errors="replace")
             lines = [l.strip() for l in t.splitlines() if l.strip()]
             if not lines: _bad(base / "sentence" / cat / f"{p.stem}.txt", "pascal_sentence", None, "no sentences")
@@ -437,24 +454,31 @@ def pascal_sentence(
 
 @DATASETS.register
 def wikipedia(
-    split:str="train",            # "train" (categories 1-5), "test" (6-10), "all"; or with protocol="standard": the official lists
+    split:str="train",            # "zs_train" / "zs_query" / "zs_support" (ZS-CMR protocol) or "train" / "test" / "all"
     root:str|Path|None=None,      # folder holding the .list files, images/ and texts/
     transform:Callable|None=None, # default `test_transform(224)`
     protocol:str="zero_shot",     # "zero_shot" (class split) or "standard" (trainset/testset lists, all 10 classes)
 )->ImageDataset:
     "Wikipedia image-text dataset (Rasiwasia et al. 2010): 2,866 pairs, 10 categories"
-    check_choice("protocol", protocol, ["zero_shot", "standard"]); check_choice("split", split, ["train", "test", "all"])
+    check_choice("protocol", protocol, ["zero_shot", "standard"]); check_choice("split", split, list(_ZS_SPLITS))
+    half, official = _ZS_SPLITS[split]
+    if protocol == "standard" and split.startswith("zs_"):
+        raise ValueError(f"split={split!r} is a zero-shot split; with protocol='standard' use 'train', 'test' or 'all'")
     base = _base(root, "wikipedia", "trainset_txt_img_cat.list")
     cats = [r[0] for r in _read_rows(base / "categories.list", "wikipedia", 1)]
     lists = {"train": ["trainset_txt_img_cat.list"], "test": ["testset_txt_img_cat.list"]}
-    files = lists[split] if protocol == "standard" and split != "all" else lists["train"] + lists["test"]
+    if protocol == "standard": files = lists[split] if split != "all" else lists["train"] + lists["test"]
+    else: files = lists[official] if official else lists["train"] + lists["test"]
     rows = []
-    for f in files: rows += [(r[0], r[1], _int(r[2], base / f, "wikipedia", None)) for r in _read_rows(base / f, "wikipedia", 3)]
-    keep = range(1, len(cats) + 1) if protocol == "standard" else _split_range(split, len(cats))
+    for f in files:
+        rows += [(r[0], r[1], _int(r[2], base / f, "wikipedia", None), f) for r in _read_rows(base / f, "wikipedia", 3)]
+    keep = range(1, len(cats) + 1) if protocol == "standard" else _split_range(half, len(cats))
     rows = [r for r in rows if r[2] in keep]
+    paths = [base / "images" / cats[c - 1] / f"{iid}.jpg" for _, iid, c, _ in rows]
+    _missing_images(paths, [f"{f}: {iid}" for _, iid, _, f in rows], "wikipedia", base / "images")
     def _text(tid):
         raw = _need(base / "texts" / f"{tid}.xml", "wikipedia").read_text(encoding="utf-8", errors="replace")
         m = re.search(r"<text>(.*?)</text>", raw, re.S)
         return " ".join((m.group(1) if m else re.sub(r"<[^>]+>", " ", raw)).split())
-    return ImageDataset([base / "images" / cats[c - 1] / f"{iid}.jpg" for _, iid, c in rows], [c - keep.start for *_, c in rows],
-                        [cats[c - 1] for c in keep], transform, texts=[_text(t) for t, _, _ in rows])
+    return ImageDataset(paths, [c - keep.start for _, _, c, _ in rows], [cats[c - 1] for c in keep], transform,
+                        texts=[_text(t) for t, *_ in rows])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_fgan.ipynb #d1d8703d
 from __future__ import annotations
-import dataclasses
+import dataclasses, warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,7 +22,8 @@ from .train import CrossModalConfig, Method, embed_dataset, register_method, tra
 
 # %% auto #0
 __all__ = ['text_regions', 'gap_regions', 'LabelDistributionVAE', 'FineGrainedEncoder', 'cosine_distance', 'relation_masks',
-           'select_fgcl_triplets', 'triplet_hinge', 'fgcl_loss', 'pseudo_soft_labels', 'vae_loss', 'alignment_loss',
+           'select_fgcl_triplets', 'triplet_hinge', 'fgcl_loss', 'pairwise_loss', 'classification_loss',
+           'pseudo_soft_labels', 'random_pseudo_labels', 'word_embedding_targets', 'vae_loss', 'alignment_loss',
            'fgla_loss', 'joint_similarity', 'ranking_metrics', 'FGANConfig', 'FGAN', 'fgan_retrieval', 'collate_pairs',
            'build_fgan']
 
@@ -143,7 +144,7 @@ def cosine_distance(
 # %% ../nbs/14_fgan.ipynb #0dd8ed91
 def relation_masks(
     labels:Tensor,                     # (M,) class of each golden pair
-    captions:Sequence[str]|None=None,  # M captions; semi-positives must have a different caption
+    captions:Sequence[str]|None=None,  # M captions: semi-positives must also differ in caption (ours)
 )->tuple[Tensor, Tensor, Tensor]:      # positive, semi-positive, negative: (M, M) bool, [anchor i, text j]
     "Positive (i = j), semi-positive (i != j, same class) and negative (other class) relations of FGCL (§4.3 of FGAN)"
     labels = torch.as_tensor(labels)
@@ -187,14 +188,17 @@ def triplet_hinge(
     dist:Tensor,                # (M, M) distances, row = anchor
     triplets:tuple,             # (a, p, n) long index tensors from `select_fgcl_triplets`
     margin:float,               # m_1 or m_2
-    reduction:str="mean",       # "mean", "sum" or "none" -> (T,)
+    reduction:str="anchors",    # "anchors" (1/M sum over anchors, Eq. 15/17), "mean", "sum" or "none" -> (T,)
 )->Tensor:                      # 0-dim (or (T,))
-    "`max(margin + dist[a, p] - dist[a, n], 0)` per triplet (Eq. 15 / 17 of FGAN)"
-    check_choice("reduction", reduction, ["mean", "sum", "none"])
+    "`max(margin + dist[a, p] - dist[a, n], 0)` per triplet, reduced as `1/M sum_i` (Eq. 15 / 17 of FGAN)"
+    check_choice("reduction", reduction, ["anchors", "mean", "sum", "none"])
     a, p, n = triplets
     h = (margin + dist[a, p] - dist[a, n]).clamp_min(0)               # (T,)
     if reduction == "none": return h
     if len(h) == 0: return dist.sum() * 0                              # connected zero
+    if reduction == "anchors":                                         # each anchor's (mean) term, summed, / M
+        per = torch.bincount(a, minlength=len(dist)).to(h)[a]         # (T,) triplets sharing the anchor
+        return (h / per).sum() / len(dist)
     return h.mean() if reduction == "mean" else h.sum()
 
 # %% ../nbs/14_fgan.ipynb #9de092d9
@@ -202,49 +206,106 @@ def fgcl_loss(
     x_v:Tensor,                        # (M, d_x) image region embeddings
     x_t:Tensor,                        # (M, d_x) text region embeddings of the same golden pairs
     labels:Tensor,                     # (M,) classes
-    captions:Sequence[str]|None=None,  # M captions (semi-positives need a different caption)
+    captions:Sequence[str]|None=None,  # M captions: semi-positives must also differ in caption (ours); None: paper
     m1:float=0.5,                      # A-P-N margin
     m2:float=0.5,                      # A-P-S margin
     alpha:float=0.1,                   # weight of L_APS
     strategy:str="selective",          # "selective" or "all" (Table 4 ablation)
-)->dict[str, Tensor]:                  # {"fgcl", "apn", "aps"} 0-dim, both anchor modalities summed
-    "Cross-modal selective triplet loss `L_APN + alpha L_APS` with image and text anchors (Eq. 12-18 of FGAN)"
+    anchors:str="image",               # "image" (Eq. 15/17) or "both" (text anchors too, ours)
+)->dict[str, Tensor]:                  # {"fgcl", "apn", "aps"} 0-dim
+    "Cross-modal selective triplet loss `L_APN + alpha L_APS` (Eq. 12-18 of FGAN)"
+    check_choice("anchors", anchors, ["image", "both"])
     if x_v.shape != x_t.shape or x_v.dim() != 2 or len(labels) != len(x_v):
-        raise ValueError(f"expected x_v, x_t (M, d_x) and labels (M,), got {tuple(x_v.shape)}, {tuple(x_t.shape)}, {tuple(torch.as_tensor(labels).shape)}")
+        raise ValueError(f"expected x_v, x_t (M, d_x) and labels (M,), got {tuple(x_v.shape)}, {tuple(x_t.shape)}, "
+                         f"{tuple(torch.as_tensor(labels).shape)}")
     _, semi, neg = relation_masks(torch.as_tensor(labels, device=x_v.device), captions)
     D = cosine_distance(x_v, x_t)                                      # (M, M), D[i, j] = dist(x^v_i, x^t_j)
     apn = aps = 0.
-    for d in (D, D.T):                                                 # image anchors, then text anchors
+    for d in (D, D.T)[:1 if anchors == "image" else 2]:                # image anchors (then text anchors)
         t = select_fgcl_triplets(d, semi, neg, strategy)               # both relations are symmetric
         apn = apn + triplet_hinge(d, t["apn"], m1); aps = aps + triplet_hinge(d, t["aps"], m2)
-    return {"fgcl": apn + alpha * aps, "apn": apn, "aps": aps}                # Eq. 18
+    return {"fgcl": apn + alpha * aps, "apn": apn, "aps": aps}         # Eq. 18
+
+# %% ../nbs/14_fgan.ipynb #8c9dd26c
+def pairwise_loss(
+    x_v:Tensor,          # (M, d_x) image region embeddings
+    x_t:Tensor,          # (M, d_x) text region embeddings of the same golden pairs
+    labels:Tensor,       # (M,) classes
+    m1:float=0.5,        # margin of the negative pairs
+    m2:float=0.5,        # margin of the semi-positive pairs
+    alpha:float=0.1,     # weight of the semi-positive term
+)->dict[str, Tensor]:    # {"fgcl", "apn", "aps"} 0-dim
+    "Table 4's pairwise contrastive loss in FGCL's place: pull golden pairs, push other pairs beyond a margin"
+    if x_v.shape != x_t.shape or x_v.dim() != 2 or len(labels) != len(x_v):
+        raise ValueError(f"expected x_v, x_t (M, d_x) and labels (M,), got {tuple(x_v.shape)}, {tuple(x_t.shape)}")
+    _, semi, neg = relation_masks(torch.as_tensor(labels, device=x_v.device))
+    D, M = cosine_distance(x_v, x_t), len(x_v)                         # (M, M), row = image anchor
+    push = lambda mask, m: ((m - D).clamp_min(0) * mask).sum(1) / mask.sum(1).clamp_min(1)   # (M,) mean over the set
+    apn = (D.diagonal() + push(neg, m1)).sum() / M                     # positives pulled, negatives pushed
+    aps = push(semi, m2).sum() / M                                     # semi-positives pushed beyond m2
+    return {"fgcl": apn + alpha * aps, "apn": apn, "aps": aps}
+
+# %% ../nbs/14_fgan.ipynb #a5701c62
+def classification_loss(
+    x_v:Tensor,             # (M, d_x) image region embeddings
+    x_t:Tensor,             # (M, d_x) text region embeddings
+    labels:Tensor,          # (M,) seen classes in [0, C)
+    classifier:nn.Module,   # (M, d_x) -> (M, C) logits, shared by the modalities
+)->dict[str, Tensor]:       # {"fgcl", "apn", "aps"} 0-dim; "aps" is 0
+    "Table 4's cross-entropy classification loss in FGCL's place, over both modalities' region embeddings"
+    labels = torch.as_tensor(labels, device=x_v.device).long()
+    ce = F.cross_entropy(classifier(x_v), labels) + F.cross_entropy(classifier(x_t), labels)
+    return {"fgcl": ce, "apn": ce, "aps": ce * 0}
 
 # %% ../nbs/14_fgan.ipynb #73ff85cf
 def pseudo_soft_labels(
     images:Tensor,                        # (B, 3, H, W) images, ImageNet-normalised if `normalized`
-    kind:str="soft",                      # "soft" (paper), "onehot" or "random" (Table 4 ablations)
+    kind:str="soft",                      # "soft" (paper) or "onehot" (Table 4 ablation)
     normalized:bool=True,                 # images carry ImageNet mean/std normalisation
     size:int=224,                         # classifier input side
-    generator:torch.Generator|None=None,  # noise of kind="random"
 )->Tensor:                                # (B, 1000) rows on the simplex
-    "Pseudo ImageNet label distributions tau of images (Eq. 19 of FGAN) and the one-hot / random ablations"
-    check_choice("kind", kind, ["soft", "onehot", "random"])
-    if kind == "random":
-        z = torch.randn(images.shape[0], 1000, generator=generator, device=generator.device if generator is not None else images.device)
-        return z.to(images.device).softmax(-1)
+    "Pseudo ImageNet label distributions tau of images (Eq. 19 of FGAN) and the one-hot ablation"
+    check_choice("kind", kind, ["soft", "onehot"])
     tau = imagenet_soft_labels(images, normalized=normalized, size=size)   # (B, 1000)
     return F.one_hot(tau.argmax(-1), tau.shape[-1]).to(tau) if kind == "onehot" else tau
 
+# %% ../nbs/14_fgan.ipynb #fcb56085
+def random_pseudo_labels(
+    index:Tensor,          # (B,) dataset indices of the items
+    seed:int=0,            # one draw per (seed, index)
+    num_labels:int=1000,   # label space
+)->Tensor:                 # (B, num_labels) rows on the simplex, the same for the same (seed, index)
+    "Table 4's random pseudo labels: softmax of standard normal logits, drawn once per item (not every step)"
+    rows = [torch.randn(num_labels, generator=torch.Generator().manual_seed(int(seed) * 1_000_003 + i))
+            for i in torch.as_tensor(index).view(-1).tolist()]
+    return torch.stack(rows).softmax(-1) if rows else torch.zeros(0, num_labels)
+
+# %% ../nbs/14_fgan.ipynb #6396bef5
+@torch.no_grad()
+def word_embedding_targets(
+    encoder:nn.Module,           # text encoder: `enc(texts)` -> (sentence (C, D), tokens, mask)
+    class_names:Sequence[str],   # C class names
+)->Tensor:                       # (C, D) rows on the simplex
+    "Targets of the word-embedding label space (Table 4): `softmax(sqrt(D) w / ||w||)` of each class name's embedding"
+    was = encoder.training; encoder.eval()
+    w = encoder([str(n).replace("_", " ") for n in class_names])[0].float()   # (C, D) sentence vectors
+    encoder.train(was)
+    return (F.normalize(w, dim=-1) * w.shape[-1] ** 0.5).softmax(-1)
+
 # %% ../nbs/14_fgan.ipynb #2120e32b
 def vae_loss(
-    recon:Tensor,    # (B, D) decoder output A_D(g)
-    r_hat:Tensor,    # (B, D) pooled feature (target, detached here)
-    mu:Tensor,       # (B, Z) posterior means
-    logvar:Tensor,   # (B, Z) posterior log-variances
-)->tuple[Tensor, Tensor]: # recon term, KL term: 0-dim batch means
+    recon:Tensor,              # (B, D) decoder output A_D(g)
+    r_hat:Tensor,              # (B, D) pooled feature, the target
+    mu:Tensor,                 # (B, Z) posterior means
+    logvar:Tensor,             # (B, Z) posterior log-variances
+    detach_target:bool=False,  # stop the gradient at r_hat (ours; the paper does not)
+)->tuple[Tensor, Tensor]:      # recon term, KL term: 0-dim batch means
     "One modality's VAE terms: `||A_D(g) - r_hat||_2` and `KL(q(z|r_hat) || N(0, I))` (Eq. 22-23 of FGAN)"
-    if recon.shape != r_hat.shape: raise ValueError(f"recon and r_hat must have the same shape (B, D), got {tuple(recon.shape)} and {tuple(r_hat.shape)}")
-    rec = (recon - r_hat.detach()).norm(dim=-1).mean()                 # Eq. 22
+    if recon.shape != r_hat.shape:
+        raise ValueError(f"recon and r_hat must have the same shape (B, D), "
+                         f"got {tuple(recon.shape)} and {tuple(r_hat.shape)}")
+    target = r_hat.detach() if detach_target else r_hat
+    rec = (recon - target).norm(dim=-1).mean()                         # Eq. 22
     return rec, gaussian_kl(mu, logvar)                                # Eq. 23
 
 # %% ../nbs/14_fgan.ipynb #af71b788
@@ -269,14 +330,16 @@ def alignment_loss(
 def fgla_loss(
     out_v:dict,      # image `FineGrainedEncoder` output (log_g; mu, logvar, recon, r_hat if variational)
     out_t:dict,      # text `FineGrainedEncoder` output
-    tau:Tensor,      # (B, 1000) pseudo labels of the images
+    tau:Tensor,      # (B, L) pseudo labels of the images
+    detach_target:bool=False,  # stop the reconstruction gradient at r_hat (ours)
 )->dict[str, Tensor]: # {"fgla", "vae", "align", "recon_v", "recon_t", "kl_v", "kl_t", "align_v", "align_t"}
     "FGLA loss `L_VAE + L_align` (Eq. 21-27 of FGAN); the VAE terms are 0 for the linear ablation"
     al = alignment_loss(tau, out_v["log_g"], out_t["log_g"])          # Eq. 24-26
     terms = {}
     for m, o in (("v", out_v), ("t", out_t)):
         zero = o["log_g"].sum() * 0
-        terms[f"recon_{m}"], terms[f"kl_{m}"] = vae_loss(o["recon"], o["r_hat"], o["mu"], o["logvar"]) if "mu" in o else (zero, zero)
+        terms[f"recon_{m}"], terms[f"kl_{m}"] = (vae_loss(o["recon"], o["r_hat"], o["mu"], o["logvar"], detach_target)
+                                                 if "mu" in o else (zero, zero))
     vae = terms["recon_v"] + terms["recon_t"] + terms["kl_v"] + terms["kl_t"]   # Eq. 21
     return {"fgla": vae + al["align"], "vae": vae, **al, **terms}               # Eq. 27
 
@@ -336,11 +399,19 @@ class FGANConfig(CrossModalConfig):
     alpha:float=0.1                  # weight of L_APS (paper 0.1)
     mu:float=1.0                     # weight of L_FGLA (paper 1)
     region:str="topk"                # "topk", "gap", "random" (Table 4)
+    image_region:str|None=None       # region scheme of the image FGE; None: `region` (Fig. 4 sweeps: "gap")
+    text_region:str|None=None        # region scheme of the text FGE; None: `region`
     variational:bool=True            # VAE or linear label head (Table 4)
     triplets:str="selective"         # "selective" or "all" (Table 4)
+    anchors:str="image"              # FGCL anchors: "image" (Eq. 15/17) or "both" (text anchors too, ours)
+    semi_positive:str="paper"        # "paper" (i != j, same class) or "different_caption" (ours)
+    region_loss:str="triplet"        # "triplet" (FGCL), "pairwise" or "classification" (Table 4)
+    num_classes:int=0                # seen classes of region_loss="classification"; 0: the training set's
     use_fgcl:bool=True               # False: "- loss of FGCL" (Table 4)
     use_fgla:bool=True               # False: "- loss of FGLA" (Table 4)
-    pseudo_labels:str="soft"         # "soft", "onehot", "random" (Table 4)
+    pseudo_labels:str="soft"         # "soft", "onehot", "random" (drawn once per item) (Table 4)
+    label_space:str="imagenet"       # "imagenet" (Eq. 19) or "word_embedding" (class-name embeddings, Table 4)
+    detach_recon_target:bool=False   # stop L_recon's gradient at r-hat (ours; the paper does not)
     pseudo_size:int=224              # classifier input side for on-the-fly pseudo labels
     seed:int=0                       # noise of the top-K / VAE / random labels
 
@@ -348,6 +419,13 @@ class FGANConfig(CrossModalConfig):
         super().check()
         check_choice("region", self.region, ["topk", "gap", "random"]); check_choice("triplets", self.triplets, ["selective", "all"])
         check_choice("pseudo_labels", self.pseudo_labels, ["soft", "onehot", "random"])
+        for f in ("image_region", "text_region"):
+            if getattr(self, f) is not None: check_choice(f, getattr(self, f), ["topk", "gap", "random"])
+        check_choice("anchors", self.anchors, ["image", "both"])
+        check_choice("semi_positive", self.semi_positive, ["paper", "different_caption"])
+        check_choice("region_loss", self.region_loss, ["triplet", "pairwise", "classification"])
+        check_choice("label_space", self.label_space, ["imagenet", "word_embedding"])
+        check_range("num_classes", self.num_classes, 0)
         for f in ("image_ratio", "text_ratio"): check_range(f, getattr(self, f), 0, 1, open_lo=True)
         for f in ("m1", "m2", "alpha", "mu", "sigma"): check_range(f, getattr(self, f), 0)
         for f in ("max_words", "embed_dim", "heads", "n_samples", "latent_dim", "hidden_dim", "image_size", "pseudo_size"): check_range(f, getattr(self, f), 1)
@@ -357,8 +435,9 @@ class FGANConfig(CrossModalConfig):
 class FGAN(Method):
     "FGAN (Ge et al. 2025): FGEs for images and texts, FGCL + mu FGLA (Eq. 28), joint retrieval (Eq. 29)"
     def __init__(self,
-                 config:FGANConfig|None=None,       # hyper-parameters
-                 texts:Sequence[str]|None=None,     # training captions (vocabulary of the gru encoder)
+                 config:FGANConfig|None=None,            # hyper-parameters
+                 texts:Sequence[str]|None=None,          # training captions (vocabulary of the gru encoder)
+                 class_names:Sequence[str]|None=None,    # seen classes (classification / word-embedding ablations)
                 ):
         super().__init__()
         self.config = c = config or FGANConfig()
@@ -366,10 +445,21 @@ class FGAN(Method):
         self.text = c.make_text_encoder(texts)
         with torch.no_grad(): self.image_grid = tuple(self._image_map(torch.zeros(1, 3, c.image_size, c.image_size)).shape[-2:])
         n_v, d_v, d_t = self.image_grid[0] * self.image_grid[1], self.image.num_features, self.text.num_features
-        kw = dict(out_dim=c.embed_dim, region=c.region, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,
-                  hidden_dim=c.hidden_dim, num_labels=1000, variational=c.variational)
-        self.fge_v = FineGrainedEncoder(d_v, n_v, ratio=c.image_ratio, **kw)
-        self.fge_t = FineGrainedEncoder(d_t, 1 + c.max_words, ratio=c.text_ratio, **kw)
+        if c.label_space == "word_embedding":
+            if not class_names:
+                raise ValueError("label_space='word_embedding' needs class_names (a train_dataset with class_names)")
+            self.register_buffer("label_targets", word_embedding_targets(self.text, class_names))   # (C, D_w)
+        n_labels = self.label_targets.shape[1] if c.label_space == "word_embedding" else 1000
+        kw = dict(out_dim=c.embed_dim, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,
+                  hidden_dim=c.hidden_dim, num_labels=n_labels, variational=c.variational)
+        self.fge_v = FineGrainedEncoder(d_v, n_v, ratio=c.image_ratio, region=c.image_region or c.region, **kw)
+        self.fge_t = FineGrainedEncoder(d_t, 1 + c.max_words, ratio=c.text_ratio, region=c.text_region or c.region,
+                                        **kw)
+        if c.region_loss == "classification":
+            n_cls = c.num_classes or len(class_names or [])
+            if n_cls < 2:
+                raise ValueError(f"region_loss='classification' needs num_classes >= 2 (or class_names), got {n_cls}")
+            self.classifier = nn.Linear(c.embed_dim, n_cls)                                           # seen classes
         self.pseudo_table = None
 
     def _image_map(self, images:Tensor)->Tensor: # (B, C, h', w') feature map (or tokens for transformers)
@@ -404,14 +494,16 @@ def set_pseudo_labels(self:FGAN, table:Tensor|None):
     return self
 
 @patch
-def pseudo_labels_of(self:FGAN, batch:dict, generator:torch.Generator|None=None)->Tensor: # (B, 1000)
-    "Pseudo labels tau of a batch: its 'pseudo_label', the table by 'index', or the classifier (Eq. 19); ablations applied"
-    img, kind = batch["image"], self.config.pseudo_labels
-    if kind == "random": return pseudo_soft_labels(img, "random", generator=generator)
+def pseudo_labels_of(self:FGAN, batch:dict)->Tensor: # (B, L) targets of the label distributions
+    "Targets tau of a batch: 'pseudo_label', the table by 'index' or the classifier (Eq. 19); Table 4's variants"
+    img, c = batch["image"], self.config
+    if c.label_space == "word_embedding":                                               # class-level targets
+        return self.label_targets[torch.as_tensor(batch["label"]).long().to(img.device)]
+    if c.pseudo_labels == "random": return random_pseudo_labels(batch["index"], c.seed).to(img)   # drawn once per item
     if "pseudo_label" in batch: tau = batch["pseudo_label"].to(img)
     elif self.pseudo_table is not None: tau = self.pseudo_table[torch.as_tensor(batch["index"]).long().cpu()].to(img)
-    else: tau = pseudo_soft_labels(img, "soft", size=self.config.pseudo_size)
-    return F.one_hot(tau.argmax(-1), tau.shape[-1]).to(tau) if kind == "onehot" else tau
+    else: tau = pseudo_soft_labels(img, "soft", size=c.pseudo_size)
+    return F.one_hot(tau.argmax(-1), tau.shape[-1]).to(tau) if c.pseudo_labels == "onehot" else tau
 
 # %% ../nbs/14_fgan.ipynb #42052622
 @patch
@@ -422,8 +514,13 @@ def training_step(self:FGAN, batch:dict)->dict[str, Tensor]:
     if len(texts) != len(img) or len(y) != len(img): raise ValueError(f"batch: expected as many texts and labels as images ({len(img)}), got {len(texts)} and {len(y)}")
     ov, ot = self.encode_images(img, g), self.encode_texts(texts, g)
     zero = ov["x"].sum() * 0
-    fgcl = fgcl_loss(ov["x"], ot["x"], y, texts, c.m1, c.m2, c.alpha, c.triplets) if c.use_fgcl else {"fgcl": zero, "apn": zero, "aps": zero}
-    fgla = fgla_loss(ov, ot, self.pseudo_labels_of(batch, g)) if c.use_fgla else {"fgla": zero, "vae": zero, "align": zero}
+    if not c.use_fgcl: fgcl = {"fgcl": zero, "apn": zero, "aps": zero}
+    elif c.region_loss == "pairwise": fgcl = pairwise_loss(ov["x"], ot["x"], y, c.m1, c.m2, c.alpha)
+    elif c.region_loss == "classification": fgcl = classification_loss(ov["x"], ot["x"], y, self.classifier)
+    else: fgcl = fgcl_loss(ov["x"], ot["x"], y, texts if c.semi_positive == "different_caption" else None,
+                           c.m1, c.m2, c.alpha, c.triplets, c.anchors)                          # Eq. 12-18
+    fgla = (fgla_loss(ov, ot, self.pseudo_labels_of(batch), c.detach_recon_target) if c.use_fgla
+            else {"fgla": zero, "vae": zero, "align": zero})
     loss = fgcl["fgcl"] + c.mu * fgla["fgla"]                           # Eq. 28
     if not c.use_fgla: loss = loss + (ov["log_g"].sum() + ot["log_g"].sum()) * 0   # keep the unused heads in the graph
     return {"loss": loss, **fgcl, **{k: fgla[k] for k in ("fgla", "vae", "align")}}
@@ -439,7 +536,8 @@ def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x)
     "FGE outputs of a batch of image-text pairs, both modalities (call in eval mode, e.g. through `embed_dataset`)"
     ov, ot = self.encode_images(batch["image"]), self.encode_texts(list(batch["text"]))
     out = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp()}
-    if "scores" in ov: out["s_v"], out["s_t"] = ov["scores"], ot["scores"]
+    if "scores" in ov: out["s_v"] = ov["scores"]                      # no scores where regions are pooled (GAP)
+    if "scores" in ot: out["s_t"] = ot["scores"]
     return out
 
 def fgan_retrieval(
@@ -449,6 +547,12 @@ def fgan_retrieval(
     prec_k:int=100,        # Prec@k cut-off
 )->dict[str, float]:       # {"JR/I2T/mAP@all": ..., "JR/T2I/Prec@100": ..., "JR/Avg/mAP@all": ...}
     "Zero-shot cross-modal retrieval scores: image->text and text->image, RE / LD / JR (Eq. 29-32 of FGAN)"
+    keep = torch.isin(query["label"], support["label"])                # queries whose class has a support item
+    if not keep.any(): raise ValueError("no query's class has a support item: check the query / support split")
+    if not keep.all():                                                  # their AP would be 0 by definition
+        warnings.warn(f"{int((~keep).sum())} of {len(keep)} queries are left out: their classes "
+                      f"{sorted(set(query['label'][~keep].tolist()))} have no support item")
+        query = {k: v[keep] for k, v in query.items()}
     out = {}
     for mode in modes:
         for d, (qx, qg, sx, sg) in (("I2T", ("x_v", "g_v", "x_t", "g_t")), ("T2I", ("x_t", "g_t", "x_v", "g_v"))):
@@ -489,5 +593,6 @@ def collate(cls:FGAN, items:list)->dict: return collate_pairs(items)   # fgr-tra
 
 @register_method("fgan", FGANConfig)
 def build_fgan(config:FGANConfig, train_dataset=None)->FGAN:
-    "An `FGAN` from `FGANConfig` fields; the gru builds its vocabulary from `train_dataset`'s captions"
-    return FGAN(config, training_texts(train_dataset) if config.text_encoder == "gru" else None)
+    "An `FGAN` from `FGANConfig` fields; the gru's vocabulary and the class names come from `train_dataset`"
+    return FGAN(config, training_texts(train_dataset) if config.text_encoder == "gru" else None,
+                getattr(train_dataset, "class_names", None))

@@ -175,32 +175,41 @@ def write_fashion200k(root: Path, with_queries: bool = True) -> Path:
     return base
 
 
-def write_pascal_sentence(root: Path) -> Path:
-    """pascal_sentence/{dataset/<category>/<name>.jpg, sentence/<category>/<name>.txt}; 4 categories x 2 images."""
+def write_pascal_sentence(root: Path, per_class: int = 2,
+                          categories: tuple = ("aeroplane", "bicycle", "bird", "boat")) -> Path:
+    """pascal_sentence/{dataset/<category>/<name>.jpg, sentence/<category>/<name>.txt}; `per_class` images a category.
+
+    The colour of an image follows its category (and shifts with the image); sentence 1 names a colour that varies
+    within a category, so captions of a class differ."""
     base = root / "pascal_sentence"
-    for c in ("aeroplane", "bicycle", "bird", "boat"):
-        for k in range(2):
+    for ci, c in enumerate(categories):
+        for k in range(per_class):
             name = f"2008_00{k}{len(c)}"
-            _img(base / "dataset" / c / f"{name}.jpg")
+            _img(base / "dataset" / c / f"{name}.jpg", (60 * ci % 256, 120 + 4 * k, 255 - 50 * ci % 256))
             (base / "sentence" / c).mkdir(parents=True, exist_ok=True)
-            (base / "sentence" / c / f"{name}.txt").write_text("".join(f" A {c} picture, sentence {s}.\n" for s in range(5)))
+            tone = ("red", "green", "blue")[k % 3]
+            (base / "sentence" / c / f"{name}.txt").write_text(
+                "".join(f" A {c} picture, sentence {s}{f' in {tone}' if s == 1 else ''}.\n" for s in range(5)))
     return base
 
 
-def write_wikipedia(root: Path) -> Path:
-    """wikipedia_dataset/{categories.list, trainset_/testset_txt_img_cat.list, images/<cat>/<id>.jpg, texts/<id>.xml}."""
+def write_wikipedia(root: Path, per_class: int = 2) -> Path:
+    """wikipedia_dataset/{categories.list, trainset_/testset_txt_img_cat.list, images/<cat>/<id>.jpg, texts/<id>.xml}.
+
+    `per_class` pairs a category: the last one in testset_txt_img_cat.list, the others in trainset_txt_img_cat.list."""
     base = root / "wikipedia_dataset"
     cats = ["art", "biology", "geography", "history", "literature", "media", "music", "royalty", "sport", "warfare"]
     (base / "texts").mkdir(parents=True, exist_ok=True)
     (base / "categories.list").write_text("\n".join(cats) + "\n")
     rows = {"trainset_txt_img_cat.list": [], "testset_txt_img_cat.list": []}
     for c in range(1, 11):
-        for k in range(2):
+        for k in range(per_class):
             tid, iid = f"{c:02d}{k}txt{'a' * c}", f"{c:02d}{k}img"
             _img(base / "images" / cats[c - 1] / f"{iid}.jpg")
             (base / "texts" / f"{tid}.xml").write_text(
                 f'<?xml version="1.0" encoding="UTF-8"?>\n<document>\n<title>T{c}</title>\n<text>\nAbout {cats[c - 1]} & more, part {k}.\n</text>\n</document>\n')
-            rows["trainset_txt_img_cat.list" if k == 0 else "testset_txt_img_cat.list"].append(f"{tid}\t{iid}\t{c}\n")
+            lst = "trainset_txt_img_cat.list" if k < per_class - 1 else "testset_txt_img_cat.list"
+            rows[lst].append(f"{tid}\t{iid}\t{c}\n")
     for f, lines in rows.items():
         (base / f).write_text("".join(lines))
     return base

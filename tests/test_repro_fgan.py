@@ -25,6 +25,9 @@ def _check(out, check, epochs=2):
     assert res["params"]["methods"] == ["fgan"]
     assert res["sizes"]["seen_classes"] == 6 and res["sizes"]["unseen_classes"] == 6            # 50% of the classes unseen
     assert res["sizes"]["query"] + res["sizes"]["support"] == 6 * 8
+    assert res["sizes"]["excluded_queries"] == 0
+    assert res["protocol"].startswith("random query/support split")                         # glyphs: no official split
+    assert res["regions"]["image_regions"] == 64 and res["regions"]["image_k"] == 6             # stated with the table
     for r in res["runs"]:
         assert abs(r["metrics"]["Avg"] - (r["metrics"]["I2T"] + r["metrics"]["T2I"]) / 2) < 1e-9
     assert 0 < res["chance_map"] < 1 and isinstance(res["jr_best"], bool) and "joint retrieval" in res["claim"]
@@ -47,8 +50,15 @@ def test_fgan_repro_smoke(run_notebook, results_checker, tmp_path):
 
 @pytest.mark.slow
 def test_fgan_repro_ablations(run_notebook, results_checker, tmp_path):
-    run_notebook("24_fgan_repro.ipynb", _params(tmp_path, epochs=1, ablations=True))
+    run_notebook("24_fgan_repro.ipynb", _params(tmp_path, epochs=1, ablations=True, sweep_margins=[0.3],
+                                               sweep_image_ratios=[0.2], sweep_text_ratios=[0.5]))
     out = tmp_path / "out"
     _check(out, results_checker, epochs=1)
     abl = pd.read_csv(out / "ablations.csv")
-    assert len(abl) == 1 + 9 and abl[list(MODES)].apply(lambda c: c.between(0, 100)).all().all()
+    assert len(abl) == 1 + 12 and abl[list(MODES)].apply(lambda c: c.between(0, 100)).all().all()
+    assert {"pairwise loss", "classification loss", "word-embedding label space"} <= set(abl["setting"])  # Table 4 rows
+    sw = pd.read_csv(out / "sweeps.csv")                                                   # Fig. 4
+    assert sw[["knob", "value"]].values.tolist() == [["m1", 0.3], ["m2", 0.3], ["image_ratio", 0.2],
+                                                     ["text_ratio", 0.5]]
+    assert sw.loc[sw["knob"] == "image_ratio", "image_k"].item() == round(0.2 * 64)             # 8x8 regions at 32 px
+    assert (out / "figures" / "fig4_sweeps.png").is_file()

@@ -1,0 +1,193 @@
+"""FGAN against the paper's protocol (issue 16, points 6-10): the ZS-CMR splits on official-format fixture trees,
+FGCL / FGLA as written with our variants as options, Table 4 / Table 5 rows, and nb 24 through papermill on
+Pascal Sentence and Wikipedia fixtures."""
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from fgr_core.benchmarks import DatasetFormatError
+from fgr_core.data import create_dataset, test_transform
+from fgr_core.fgan import FGANConfig, collate_pairs, fgla_loss, relation_masks
+from fgr_core.run import DataConfig, build_datasets
+from fgr_core.train import create_method
+from official_fixtures import write_pascal_sentence, write_wikipedia
+
+REPO = Path(__file__).resolve().parents[1]
+T16 = test_transform(16)
+
+
+# --- point 6: the ZS-CMR protocol on the official splits ---------------------------------------------------------
+def test_pascal_zs_splits(tmp_path):
+    write_pascal_sentence(tmp_path, per_class=10)
+    ds = {s: create_dataset("pascal_sentence", s, root=tmp_path, transform=T16)
+          for s in ("zs_train", "zs_query", "zs_support", "train")}
+    assert [len(ds[s]) for s in ("zs_train", "zs_query", "zs_support")] == [16, 4, 16]      # 40/10 per category, scaled
+    assert ds["zs_train"].class_names == ["aeroplane", "bicycle"] and ds["zs_query"].class_names == ["bird", "boat"]
+    assert set(map(str, ds["zs_query"].images)).isdisjoint(map(str, ds["zs_support"].images))  # queries not retrieved
+    assert set(map(str, ds["zs_train"].images)) < set(map(str, ds["train"].images))           # seen test pairs stay out
+    again = create_dataset("pascal_sentence", "zs_query", root=tmp_path, transform=T16)
+    assert list(map(str, again.images)) == list(map(str, ds["zs_query"].images))               # a fixed split
+    other = create_dataset("pascal_sentence", "zs_query", root=tmp_path, transform=T16, split_seed=1)
+    assert list(map(str, other.images)) != list(map(str, ds["zs_query"].images))
+
+
+def test_wikipedia_zs_splits_keep_the_official_lists(tmp_path):
+    write_wikipedia(tmp_path, per_class=3)
+    q = create_dataset("wikipedia", "zs_query", root=tmp_path, transform=T16)
+    s = create_dataset("wikipedia", "zs_support", root=tmp_path, transform=T16)
+    tr = create_dataset("wikipedia", "zs_train", root=tmp_path, transform=T16)
+    test_list = (tmp_path / "wikipedia_dataset" / "testset_txt_img_cat.list").read_text()
+    assert len(q) == 5 and len(s) == 10 and len(tr) == 10
+    assert all(p.stem in test_list for p in q.images) and not any(p.stem in test_list for p in s.images + tr.images)
+    assert q.class_names == s.class_names == ["media", "music", "royalty", "sport", "warfare"]
+    assert create_dataset("wikipedia", "test", root=tmp_path, transform=T16).num_classes == 5  # old merged split stays
+
+
+def test_fgr_train_configs_use_the_protocol(tmp_path):
+    write_pascal_sentence(tmp_path, per_class=5)
+    for ds in ("pascal_sentence", "wikipedia"):
+        cfg = yaml.safe_load((REPO / "configs" / f"fgan_{ds}.yaml").read_text())
+        splits = (cfg["data"]["train_split"], cfg["data"]["eval_split"], cfg["data"]["gallery_split"])
+        assert splits == ("zs_train", "zs_query", "zs_support")
+        assert "10 runs" in (REPO / "configs" / f"fgan_{ds}.yaml").read_text()
+        args = cfg["method_args"]
+        assert args["image_size"] == 224 and "patch16" in args["image_backbone"]                    # 196 regions
+    d = yaml.safe_load((REPO / "configs" / "fgan_pascal_sentence.yaml").read_text())["data"]
+    keys = ("dataset", "train_split", "eval_split", "gallery_split")
+    train, query, gallery = build_datasets(DataConfig(**{k: d[k] for k in keys}, root=str(tmp_path)))
+    assert (len(train), len(query), len(gallery)) == (8, 2, 8)
+
+
+# --- bad input: a caption naming a missing image, an unseen class without support ----------------------------------
+def test_caption_naming_a_missing_image(tmp_path):
+    base = write_pascal_sentence(tmp_path, per_class=3)
+    (base / "sentence" / "boat" / "orphan.txt").write_text("A boat.\n")
+    with pytest.raises(DatasetFormatError, match=r"1 caption\(s\) name a missing image.*orphan"):
+        create_dataset("pascal_sentence", "zs_query", root=tmp_path)
+    create_dataset("pascal_sentence", "zs_train", root=tmp_path)           # the seen half does not read that folder
+    wbase = write_wikipedia(tmp_path / "w", per_class=2)
+    (wbase / "images" / "warfare" / "100img.jpg").unlink()
+    msg = r"1 caption\(s\) name a missing image.*trainset_txt_img_cat\.list: 100img"
+    with pytest.raises(DatasetFormatError, match=msg):
+        create_dataset("wikipedia", "zs_support", root=tmp_path / "w")
+
+
+# --- points 7 and 8: FGCL and FGLA as written, our variants as options ---------------------------------------------
+class _Pairs(torch.utils.data.Dataset):
+    "8 random pairs of 4 classes; every pair of a class has the same caption"
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(8, 3, 32, 32, generator=g), torch.arange(8) % 4
+        self.texts = [f"a letter {'abcd'[int(c)]}" for c in self.y]
+        self.class_names = list("abcd")
+    def __len__(self): return 8
+    def __getitem__(self, i): return {"image": self.x[i], "text": self.texts[i], "label": int(self.y[i]), "index": i}
+
+
+TINY = dict(image_backbone="small_cnn", pretrained=False, image_kwargs={"width": 8, "image_size": 32}, image_size=32,
+            text_kwargs={"dim": 8, "embed_dim": 4}, max_words=6, embed_dim=16, latent_dim=4, hidden_dim=16,
+            n_samples=10)
+
+
+def _method(**over):
+    torch.manual_seed(0)
+    return create_method("fgan", _Pairs(), **TINY, **over).set_pseudo_labels(torch.randn(8, 1000).softmax(-1))
+
+
+def test_defaults_are_the_papers_reading():
+    c = FGANConfig()
+    got = (c.anchors, c.semi_positive, c.detach_recon_target, c.region_loss, c.label_space)
+    assert got == ("image", "paper", False, "triplet", "imagenet")
+
+
+def test_semi_positives_as_the_text_defines_them():
+    b = collate_pairs([_Pairs()[i] for i in range(8)])
+    assert relation_masks(b["label"])[1].sum() == 8                                  # i != j, same class
+    assert relation_masks(b["label"], b["text"])[1].sum() == 0                      # ours: equal captions are excluded
+    assert _method().training_step(b)["aps"] > 0                                     # paper: A-P-S acts on these pairs
+    assert _method(semi_positive="different_caption").training_step(b)["aps"] == 0
+
+
+def test_image_anchors_only_by_default():
+    b = collate_pairs([_Pairs()[i] for i in range(8)])
+    img, txt = _method().training_step(b), _method(anchors="both").training_step(b)
+    assert txt["apn"] > img["apn"]                                                  # text anchors add their own terms
+
+
+def test_reconstruction_target_is_not_detached_by_default():
+    r = {m: torch.randn(3, 5, requires_grad=True) for m in "vt"}
+    outs = {m: {"log_g": torch.randn(3, 10).log_softmax(-1), "recon": torch.randn(3, 5), "r_hat": r[m],
+                "mu": torch.zeros(3, 2), "logvar": torch.zeros(3, 2)} for m in "vt"}
+    tau = torch.full((3, 10), 0.1)
+    fgla_loss(outs["v"], outs["t"], tau)["recon_v"].backward()
+    assert r["v"].grad is not None and r["v"].grad.abs().sum() > 0                 # Eq. 22 as written
+    loss = fgla_loss(outs["v"], outs["t"], tau, detach_target=True)["recon_v"]
+    assert not loss.requires_grad                                                   # ours: no gradient to r_hat
+
+
+def test_random_labels_are_drawn_once():
+    m, b = _method(pseudo_labels="random"), collate_pairs([_Pairs()[i] for i in range(8)])
+    first = m.pseudo_labels_of(b)
+    m.training_step(b); m.training_step(b)
+    assert torch.equal(first, m.pseudo_labels_of(b))
+    b2 = collate_pairs([_Pairs()[i] for i in (1, 0)])
+    assert torch.equal(m.pseudo_labels_of(b2), first[[1, 0]])                        # tied to the item, not the step
+
+
+# --- point 9: the missing Table 4 rows, Table 5 --------------------------------------------------------------------
+@pytest.mark.parametrize("over", [{"region_loss": "pairwise"}, {"region_loss": "classification"},
+                                  {"label_space": "word_embedding"}])
+def test_table4_rows_train(over):
+    m, b = _method(**over), collate_pairs([_Pairs()[i] for i in range(8)])
+    out = m.training_step(b); out["loss"].backward()
+    assert math.isfinite(out["loss"].item()) and out["fgcl"] > 0
+    assert sum(p.grad.abs().sum() for p in m.fge_v.parameters() if p.grad is not None) > 0
+
+
+def test_table5_transcribed():
+    from fgr_core.plots import load_paper_results
+    t5 = load_paper_results("fgan")
+    t5 = t5[t5["table"] == "Table 5"].pivot_table(index="backbone", columns="metric", values="value", sort=False)
+    assert t5.shape == (6, 5)
+    assert t5.loc["VGG-19+Doc2Vec"].to_dict() == {"Trainable Params (M)": 9.5, "FLOPs (G)": 23.8, "Memory (GB)": 2.4,
+                                                  "Speed (samples/s)": 18.3, "mAP@all": 47.5}
+    assert t5.loc["CLIP ViT-B/16 visual+CLIP ViT-B/16 text", "Trainable Params (M)"] == 7.7
+
+
+# --- nb 24 through papermill on the fixture trees ------------------------------------------------------------------
+NB_TINY = dict(image_backbone="small_cnn", pretrained=False, image_kwargs={"width": 8}, image_size=32,
+               text_encoder="gru", text_kwargs={"dim": 16, "embed_dim": 8}, max_words=12, embed_dim=16, n_samples=10,
+               pseudo_size=32, epochs=2, batch_size=4, m_per_class=2, lr=1e-3, warmup_steps=2, seeds=[0], n_show=2,
+               device="cpu", data_kwargs={})
+
+
+def test_repro_notebook_on_pascal_sentence(run_notebook, results_checker, tmp_path):
+    write_pascal_sentence(tmp_path / "data", per_class=10)
+    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "pascal_sentence", "data_root": str(tmp_path / "data")})
+    out = tmp_path / "out"
+    res = results_checker(out, "fgan", [f"FGAN_{m}" for m in ("RE", "LD", "JR")], [0], ["I2T", "T2I", "Avg"],
+                          ["training_loss", "saliency", "tsne", "top5_t2i"])
+    assert res["sizes"] == {"train": 16, "query": 4, "support": 16, "seen_classes": 2, "unseen_classes": 2,
+                            "excluded_queries": 0}
+    assert res["protocol"].startswith("official splits")
+    assert res["regions"]["image_regions"] == 64 and res["regions"]["image_k"] == 6             # 8x8 map at 32 px, 10%
+    cx = res["complexity"]
+    assert cx["Trainable Params (M)"] > 0 and cx["step (s)"] > 0 and cx["Speed (samples/s)"] > 0
+    assert (pd.read_csv(out / "complexity.csv")["source"] == "FGAN Table 5").sum() == 6
+    table = pd.read_csv(out / "table.csv")
+    assert (table["source"] == "FGAN Table 1").sum() == 3
+
+
+@pytest.mark.slow
+def test_repro_notebook_counts_queries_without_support(run_notebook, results_checker, tmp_path):
+    base = write_wikipedia(tmp_path / "data", per_class=3)
+    lst = base / "trainset_txt_img_cat.list"
+    lst.write_text("".join(l + "\n" for l in lst.read_text().splitlines() if not l.endswith("\t10")))  # 10: no support
+    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "wikipedia", "data_root": str(tmp_path / "data")})
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["sizes"]["excluded_queries"] == 1 and res["sizes"]["query"] == 4 and res["sizes"]["unseen_classes"] == 4
