@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #270a5fb3
 from __future__ import annotations
-import dataclasses, difflib, fnmatch, os, random, tempfile, typing
+import dataclasses, difflib, fnmatch, inspect, os, random, tempfile, typing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -221,11 +221,17 @@ def load_checkpoint(
     return obj["state"]
 
 # %% ../nbs/00_core.ipynb #720c33ce
+def _source(f)->str|None:
+    try: return inspect.getsource(f)
+    except (OSError, TypeError): return None   # defined by exec() or in a REPL: no source to read
+
 def same_code(a, b)->bool:
-    "Whether functions `a` and `b` have the same bytecode, constants, names and defaults (line numbers aside)"
+    "Whether functions `a` and `b` are one definition: the same source text where both have one, else the same bytecode"
     ca, cb = getattr(a, "__code__", None), getattr(b, "__code__", None)
     if ca is None or cb is None: return False
     if getattr(a, "__defaults__", None) != getattr(b, "__defaults__", None): return False
+    sa, sb = _source(a), _source(b)    # a notebook cell and the module nbdev exported from it may compile differently
+    if sa is not None and sb is not None: return sa == sb
     def eq(x, y):
         if isinstance(x, type(ca)) and isinstance(y, type(ca)):
             same = [getattr(x, f) == getattr(y, f) for f in ("co_code", "co_names", "co_varnames", "co_qualname")]
