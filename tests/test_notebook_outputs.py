@@ -50,3 +50,21 @@ def test_method_notebooks_teach_with_figures():
 def test_nbs_folder_within_budget():
     size = sum(f.stat().st_size for f in NBS.rglob("*") if f.is_file()) / 2**20
     assert size <= 15, f"nbs/ is {size:.1f} MB, over the 15 MB budget: lower the figures' dpi or size"
+
+
+def _mixes_import_and_code(src: str) -> bool:
+    "True if a cell holds an import next to other statements (nbdev's docs processing runs every cell with an import)"
+    try: body = ast.parse("\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!")))).body
+    except SyntaxError: return False
+    imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    others = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))
+              and "nbdev_export" not in ast.unparse(n)]
+    return bool(imports and others)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in NBS.glob("*.ipynb") if EXECUTED.match(p.name)), ids=lambda p: p.stem)
+def test_docs_cells_keep_imports_alone(path):
+    bad = [c.get("id") for c in _cells(path) if not re.search(r"^#\|\s*export", "".join(c["source"]), re.M)
+           and _mixes_import_and_code("".join(c["source"]))]
+    assert not bad, (f"{path.name}: cell(s) {bad} mix an import with other code; nbdev_proc_nbs (docs/build.py) executes "
+                     f"such cells out of context: put the import in a cell of its own")
