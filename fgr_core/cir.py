@@ -337,7 +337,8 @@ def training_step(self:CIRMethod, batch:dict)->dict[str, Tensor]:  # {"loss", "L
     c, g, mdl = self.config, float(self.gamma), self.model
     nce = dict(temperature=c.temperature, similarity=c.similarity)
     ref_map = mdl.image_map(batch["reference"].to(mdl.device))                   # (B, C, h, w) source image feature f_s^I
-    f_s = mdl.compose_map(ref_map, batch["text"])                                # (B, D) composed f_s, norm `norm_scale`
+    text = mdl.encode_text(batch["text"])                                        # encoded once: both compositions share it
+    f_s = mdl.upper(mdl.compositor(ref_map, *text))                              # (B, D) composed f_s, norm `norm_scale`
     f_t = mdl.encode_image(batch["target"])                                      # (B, D) target f_t, norm `norm_scale`
     if c.loss == "infonce" or g == 0:
         l_info = info_nce(f_s, f_t, **nce)
@@ -347,7 +348,7 @@ def training_step(self:CIRMethod, batch:dict)->dict[str, Tensor]:  # {"loss", "L
         loss, terms = total_loss(f_s, f_t, self.augmenter(f_t, gen), g, form=c.uncertainty_form, return_terms=True, **nce)
     else:                                                                        # Table 3a: jitter f_s^I before composing
         src_hat = self.augmenter(ref_map.flatten(1), gen)                        # (B, C·h·w) jittered f̂_s^I
-        f_s_hat = mdl.compose_map(src_hat.view_as(ref_map), batch["text"])       # (B, D) composed from f̂_s^I
+        f_s_hat = mdl.upper(mdl.compositor(src_hat.view_as(ref_map), *text))    # (B, D) composed from f̂_s^I
         l_u = uncertainty_loss(f_s_hat, f_t, src_hat.std(), form=c.uncertainty_form, **nce)   # L_u(f̂_s, f_t, σ)
         l_info = info_nce(f_s, f_t, **nce)
         loss, terms = g*l_u + (1 - g)*l_info, {"L_u": l_u.detach(), "L_info": l_info.detach()}

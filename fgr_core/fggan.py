@@ -430,7 +430,7 @@ def evaluator_objective(
     x_c:Tensor,            # (B, 3, H, W) canonical views
     y:Tensor,              # (B,) labels
     names=("D", "N", "S"), # sub-modules whose terms are computed
-)->dict[str, Tensor]:      # "d", "n", "s": each module's loss on real and generated inputs; "e" = gamma * their sum
+)->dict[str, Tensor]:      # "d", "n", "s": each module's loss on real and generated inputs; "e" = gamma * their sum (detached)
     "Eq. 3 of FGGAN: E = gamma_D L_D + gamma_N L_N + gamma_S L_S, each term the loss its own module minimises (§3.5)"
     c, out = model.config, {}
     if "D" in names: out["d"] = discriminator_loss(model.D(x_r), True) + discriminator_loss(model.D(x_z), False)
@@ -441,7 +441,7 @@ def evaluator_objective(
         out["s"] = semantic_loss(model.S(x_r)["logits"], y)                           # Eq. 6 on x_r
         if x_z is not None and model.G is not None:                                    # and on x_z, weighted
             out["s"] = out["s"] + c.s_weight_xz * semantic_loss(model.S(x_z)["logits"], y)
-    if out: out["e"] = c.gamma * sum(out.values())
+    if out: out["e"] = c.gamma * sum(v.detach() for v in out.values())   # logged; each module steps on its own term
     return out
 
 # %% ../nbs/11_fggan.ipynb #12bd6439

@@ -288,7 +288,8 @@ class SeededItems(Dataset):
     def __getitem__(self, key:tuple):
         with _kept_rngs(): return self._load(key)
     def __getitems__(self, keys:list)->list:   # a whole batch (the DataLoader's fetcher): states kept once per batch
-        with _kept_rngs(): return [self._load(k) for k in keys]
+        keep = contextlib.nullcontext() if torch.utils.data.get_worker_info() else _kept_rngs()   # a worker's generators serve only items
+        with keep: return [self._load(k) for k in keys]
     def _load(self, key:tuple):
         i, s = key
         torch.default_generator.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)   # CPU generators only
@@ -343,7 +344,7 @@ def epoch_feed(
     if getattr(ds, "batchable", False) and loader.num_workers == 0 and default_collate:
         return (ds.get_batch(b, device) for b in batches[start:])
     dl = epoch_loader(loader)
-    dl.batch_sampler.batches = [list(zip(b, item_seeds(seed, epoch, j, len(b)))) for j, b in enumerate(batches)][start:]
+    dl.batch_sampler.batches = [list(zip(b, item_seeds(seed, epoch, j, len(b)))) for j, b in enumerate(batches[start:], start)]
     return _on_device(dl, device)
 
 # %% ../nbs/09_train.ipynb #85b4038d

@@ -175,8 +175,11 @@ def test_eq5_normalizer_term_and_saturating_generator_loss():
     pos = [-math.log(torch.sigmoid(v).item()) for v in lp]                          # -log N(x_c, x_c) - lambda * 0
     neg = [-math.log(1 - torch.sigmoid(v).item()) - 0.5 * float(((a - b) ** 2).sum()) for v, a, b in zip(ln, fn, fp)]
     assert math.isclose(e["n"].item(), float(np.mean(pos + neg)), rel_tol=1e-5)
-    e_off = evaluator_objective(FGGAN(3, m.canonical, _tiny_config(rec_per_feature=False)).eval(), x_r, x_z, x_c, y)
-    assert "n" in e_off                                                                       # (runs without n_rec)
+    mo = FGGAN(3, m.canonical, _tiny_config(rec_per_feature=False)).eval()                     # our default: no -lambda l
+    e_off = evaluator_objective(mo, x_r, x_z, x_c, y)
+    with torch.no_grad(): lpo, _ = mo.N(torch.cat([x_c, x_c], 1)); lno, _ = mo.N(torch.cat([x_z, x_c], 1))
+    bce = [-math.log(torch.sigmoid(v).item()) for v in lpo] + [-math.log(1 - torch.sigmoid(v).item()) for v in lno]
+    assert math.isclose(e_off["n"].item(), float(np.mean(bce)), rel_tol=1e-5)                # the BCE alone
     g = generator_loss(m, x_r, x_c, y)
     xz = m.G(x_r)
     lz, fz = m.N(torch.cat([xz, x_c], 1))
