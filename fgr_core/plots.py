@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 import matplotlib.pyplot as plt
-from matplotlib.patches import Rectangle
+from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 
 from .core import IMAGENET_MEAN, IMAGENET_STD
 
@@ -105,27 +106,38 @@ def _wide_log(log:str|Path|pd.DataFrame)->pd.DataFrame:
         raise ValueError(f"a training log needs a 'step' or 'epoch' column; got {list(df.columns)}")
     return df
 
+def _run_styles(labels:Sequence[str])->dict[str, dict]:
+    "One colour (the property cycle's) and one line style per run, fixed for every panel"
+    colors, dashes = plt.rcParams["axes.prop_cycle"].by_key()["color"], ["-", "--", "-.", ":"]
+    return {lb: dict(color=colors[i % len(colors)], ls=dashes[i % len(dashes)]) for i, lb in enumerate(labels)}
+
 def plot_training_curves(
     logs:str|Path|pd.DataFrame|dict, # a CSV log / DataFrame, or {label: log} to overlay several runs
     keys:Sequence[str]|None=None,    # values to plot, one panel each; default: every column with 'loss' in its name
     x:str="step",                    # "step" or "epoch"
     smooth:int=1,                    # rolling-mean window in points
+    ncols:int=4,                     # at most this many panels per row (rows are balanced: 5 panels are 3 + 2)
 ):
-    "One panel per logged value, one line per run; returns the matplotlib figure"
+    "One panel per logged value, one line per run drawn alike in every panel, one legend; returns the figure"
     logs = {"": logs} if not isinstance(logs, dict) else logs
     frames = {k: _wide_log(v) for k, v in logs.items()}
     keys = list(keys) if keys is not None else sorted({c for f in frames.values() for c in f.columns if "loss" in c})
     if not keys: raise ValueError("no values to plot: pass keys=[...] (no logged column has 'loss' in its name)")
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6*len(keys), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    rows = -(-len(keys) // ncols); cols = -(-len(keys) // rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4*cols, 2.6*rows + 0.4), squeeze=False, layout="constrained")
+    styles = _run_styles(list(frames))
+    for ax, key in zip(axes.flat, keys):
         for label, f in frames.items():
             if key not in f.columns: continue
             d = f[[x, key]].dropna() if x in f.columns else f[[key]].dropna().reset_index().rename(columns={"index": x})
-            ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label or None)
-        ax.set_title(key); ax.set_xlabel("optimizer step" if x == "step" else x)
+            ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label, **styles[label])
+        if not ax.lines: ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_title(key, fontsize=10); ax.set_xlabel("optimizer step" if x == "step" else x)
         ax.set_ylabel("loss (nats)" if "loss" in key else key.split("/")[-1])
-        if any(frames): ax.legend(fontsize=7)
-    fig.tight_layout()
+    for ax in axes.flat[len(keys):]: ax.remove()                        # no empty panels in the last row
+    if any(frames):
+        fig.legend([Line2D([], [], lw=1.5, **s) for s in styles.values()], list(styles), loc="outside upper center",
+                   ncols=min(len(styles), 6), fontsize=8, frameon=False)
     return fig
 
 # %% ../nbs/15_plots.ipynb #affd032a
@@ -144,22 +156,37 @@ def project_2d(
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x)-1)/3)), init="pca", random_state=seed).fit_transform(x)
 
 # %% ../nbs/15_plots.ipynb #259a7b87
+_CLASS_COLORS = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]   # 10 distinct hues, then their light tints
+
 def plot_tsne(
     emb:torch.Tensor|np.ndarray,    # (N, D) embeddings
-    labels:torch.Tensor|np.ndarray, # (N,) class ids
+    labels:torch.Tensor|np.ndarray, # (N,) class ids; the k-th smallest id in view gets colour k (mod 20)
     ax=None,                        # axes to draw on; default: a new figure
     title:str="",                   # axes title
     method:str="tsne",              # "tsne" or "pca"
     max_points:int=2000,            # random subsample above this many points (seeded)
     seed:int=0,                     # seed for subsampling and t-SNE
+    style:Sequence|np.ndarray|None=None, # (N,) group of each point (e.g. "image" / "text"): a marker and legend entry each
+    markers:str="o^sDPXv*",         # marker per group, in order of first appearance
 ):
-    "Scatter of a 2-D projection of `emb`, coloured by `labels`; returns the axes"
+    "Scatter of a 2-D projection of `emb`, coloured by `labels`, optionally one marker per `style` group; returns the axes"
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if len(labels) != len(emb): raise ValueError(f"emb has {len(emb)} rows but labels has {len(labels)}")
-    keep = np.sort(np.random.default_rng(seed).choice(len(labels), max_points, replace=False)) if len(labels) > max_points else np.arange(len(labels))
-    xy = project_2d(emb[keep], method, seed)
+    groups = np.zeros(len(labels), dtype=int) if style is None else np.asarray(style)
+    if len(groups) != len(emb): raise ValueError(f"emb has {len(emb)} rows but style has {len(groups)}")
+    names = list(dict.fromkeys(groups.tolist()))
+    if len(names) > len(markers): raise ValueError(f"style has {len(names)} groups but markers only {len(markers)}")
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(labels), max_points, replace=False)) if len(labels) > max_points else np.arange(len(labels))
+    xy, labels, groups = project_2d(emb[keep], method, seed), labels[keep], groups[keep]
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(xy[:, 0], xy[:, 1], c=labels[keep], cmap="tab20", s=6)
+    colors = np.array(_CLASS_COLORS)[np.unique(labels, return_inverse=True)[1] % 20]   # (n, 4), shared by the groups
+    for name, mk in zip(names, markers):
+        m = groups == name
+        ax.scatter(xy[m, 0], xy[m, 1], c=colors[m], s=9, marker=mk)
+    if style is not None:
+        ax.legend([Line2D([], [], ls="", marker=mk, color="0.35") for mk in markers[:len(names)]], [str(n) for n in names],
+                  fontsize=7, loc="best", framealpha=0.8)
     ax.set_title(title); ax.set_xticks([]); ax.set_yticks([])
     return ax
 
@@ -177,6 +204,15 @@ def to_display(
     return img.clamp(0, 1).permute(1, 2, 0).numpy()
 
 # %% ../nbs/15_plots.ipynb #3cc9176f
+_HIT, _MISS = "#009E73", "#D55E00"     # Okabe-Ito bluish green and vermillion
+
+def _frame(ax, color:str, pad:float=0.08, lw:float=3.0):
+    "Thick coloured frame on the axes border, a white margin of `pad` (share of the image side) inside it"
+    (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()                       # imshow: y grows downwards
+    dx, dy = pad*(x1 - x0), pad*(y1 - y0)
+    ax.set_xlim(x0 - dx, x1 + dx); ax.set_ylim(y1 + dy, y0 - dy); ax.set_facecolor("white")
+    for s in ax.spines.values(): s.set(color=color, linewidth=lw, visible=True)
+
 def plot_retrieval_gallery(
     query_images:Sequence[torch.Tensor]|torch.Tensor,  # Q query images (3, H, W)
     gallery_image:Callable[[int], torch.Tensor],       # gallery index -> image (3, H, W), e.g. `lambda i: ds[i]["image"]`
@@ -185,19 +221,21 @@ def plot_retrieval_gallery(
     query_titles:Sequence[str]|None=None,              # optional caption per query (e.g. its text)
     normalized:bool=True,                              # images are ImageNet-normalised
 ):
-    "Grid of queries and their top-k results, green frames for hits and red for misses; returns the figure"
+    "Grid of queries and their top-k results, hits framed green with ✓, misses vermillion with ✗; returns the figure"
     topk_idx, correct = np.asarray(topk_idx), np.asarray(correct, dtype=bool)
     if topk_idx.ndim != 2 or topk_idx.shape != correct.shape or len(topk_idx) != len(query_images):
-        raise ValueError(f"expected topk_idx and correct of shape (Q, k) with Q = {len(query_images)} queries; got {topk_idx.shape} and {correct.shape}")
+        raise ValueError(f"expected topk_idx and correct of shape (Q, k) with Q = {len(query_images)} queries; "
+                         f"got {topk_idx.shape} and {correct.shape}")
     q, k = topk_idx.shape
     norm = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD) if normalized else dict(mean=None, std=None)
-    fig, axes = plt.subplots(q, k + 1, figsize=(1.3*(k + 1), 1.4*q), squeeze=False)
+    fig, axes = plt.subplots(q, k + 1, figsize=(1.3*(k + 1), 1.5*q), squeeze=False)
     for i in range(q):
-        axes[i, 0].imshow(to_display(query_images[i], **norm)); axes[i, 0].set_title("\n".join(textwrap.wrap((query_titles or ["query"]*q)[i], 24)[:3]), fontsize=6)
+        axes[i, 0].imshow(to_display(query_images[i], **norm))
+        axes[i, 0].set_title("\n".join(textwrap.wrap((query_titles or ["query"]*q)[i], 24)[:3]), fontsize=6.5)
         for j in range(k):
-            ax = axes[i, j + 1]; ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm))
-            h, w = ax.get_images()[0].get_array().shape[:2]
-            ax.add_patch(Rectangle((0, 0), w - 1, h - 1, fill=False, lw=3, ec="limegreen" if correct[i, j] else "red"))
+            ax, hit = axes[i, j + 1], bool(correct[i, j])
+            ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm)); _frame(ax, _HIT if hit else _MISS)
+            ax.set_title(f"{'✓' if hit else '✗'} {j + 1}", fontsize=9, fontweight="bold", color=_HIT if hit else _MISS)
         for ax in axes[i]: ax.set_xticks([]); ax.set_yticks([])
     fig.tight_layout()
     return fig
@@ -213,19 +251,21 @@ def plot_saliency(
 ):
     "Image with its patch weights overlaid as an upsampled heat map; returns the axes"
     w = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
-    if w.numel() != grid[0]*grid[1]: raise ValueError(f"weights has {w.numel()} entries but grid {grid} has {grid[0]*grid[1]} patches")
-    img = to_display(image, *( (IMAGENET_MEAN, IMAGENET_STD) if normalized else (None, None)))
+    if w.numel() != grid[0]*grid[1]:
+        raise ValueError(f"weights has {w.numel()} entries but grid {grid} has {grid[0]*grid[1]} patches")
+    img = to_display(image, *((IMAGENET_MEAN, IMAGENET_STD) if normalized else (None, None)))
     heat = torch.nn.functional.interpolate(w.view(1, 1, *grid), size=img.shape[:2], mode="nearest")[0, 0].numpy()
     if ax is None: _, ax = plt.subplots(figsize=(3, 3))
     ax.imshow(img); ax.imshow(heat, cmap="jet", alpha=alpha); ax.set_xticks([]); ax.set_yticks([])
     return ax
 
+# %% ../nbs/15_plots.ipynb #2179e396
 def plot_text_saliency(
     words:Sequence[str],             # tokens or words
     weights:torch.Tensor|np.ndarray, # (len(words),) weights
     ax=None,                         # axes to draw on
 ):
-    "Words shaded by weight (darker = more salient); returns the axes"
+    "Words shaded by weight (darker = more salient), in white on the dark shades; returns the axes"
     weights = np.asarray(weights, dtype=float)
     if len(weights) != len(words): raise ValueError(f"{len(words)} words but {len(weights)} weights")
     span = np.ptp(weights) or 1.0
@@ -234,8 +274,10 @@ def plot_text_saliency(
     renderer, to_axes = ax.figure.canvas.get_renderer(), ax.transAxes.inverted()
     x, y = 0.0, 0.75                                    # axes coordinates; words flow left to right, then wrap
     for word, wt in zip(words, weights):
-        t = ax.text(x, y, word, fontsize=9, va="center", transform=ax.transAxes,
-                    bbox=dict(fc=plt.cm.Reds(0.15 + 0.8*(wt - weights.min())/span), ec="none", pad=0.2))
+        shade = plt.cm.Reds(0.15 + 0.8*(wt - weights.min())/span)
+        ink = "white" if 0.299*shade[0] + 0.587*shade[1] + 0.114*shade[2] < 0.5 else "black"   # luma of the shade
+        t = ax.text(x, y, word, fontsize=9, va="center", color=ink, transform=ax.transAxes,
+                    bbox=dict(fc=shade, ec="none", pad=0.2))
         box = t.get_window_extent(renderer).transformed(to_axes)   # the word's measured extent, in axes units
         if box.x1 > 1 and x > 0:                          # past the right edge: move the word to the next line
             x, y = 0.0, y - 0.5; t.set_position((x, y))
