@@ -51,7 +51,8 @@ def load_paper_results(
     folder = paper_results_dir(root)
     files = sorted(folder.glob("*.csv")) if paper is None else [folder/f"{paper}.csv"]
     if paper is not None and not files[0].is_file():
-        raise FileNotFoundError(f"{files[0]} does not exist; known papers: {sorted(p.stem for p in folder.glob('*.csv'))}")
+        known = sorted(p.stem for p in folder.glob("*.csv"))
+        raise FileNotFoundError(f"{files[0]} does not exist; known papers: {known}")
     frames = []
     for f in files:
         df = pd.read_csv(f, dtype={"value": float}, keep_default_na=False)
@@ -130,7 +131,8 @@ def plot_training_curves(
         for label, f in frames.items():
             if key not in f.columns: continue
             d = f[[x, key]].dropna() if x in f.columns else f[[key]].dropna().reset_index().rename(columns={"index": x})
-            ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label, **styles[label])
+            ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label, **styles[label],
+                    marker="o" if len(d) <= 30 else None, ms=3)            # a few epochs (or one) stay visible
         if not ax.lines: ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
         ax.set_title(key, fontsize=10); ax.set_xlabel("optimizer step" if x == "step" else x)
         ax.set_ylabel("loss (nats)" if "loss" in key else key.split("/")[-1])
@@ -156,7 +158,7 @@ def project_2d(
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x)-1)/3)), init="pca", random_state=seed).fit_transform(x)
 
 # %% ../nbs/15_plots.ipynb #259a7b87
-_CLASS_COLORS = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]   # 10 distinct hues, then their light tints
+_CLASS_COLORS = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]   # 10 hues, then their tints
 
 def plot_tsne(
     emb:torch.Tensor|np.ndarray,    # (N, D) embeddings
@@ -166,10 +168,10 @@ def plot_tsne(
     method:str="tsne",              # "tsne" or "pca"
     max_points:int=2000,            # random subsample above this many points (seeded)
     seed:int=0,                     # seed for subsampling and t-SNE
-    style:Sequence|np.ndarray|None=None, # (N,) group of each point (e.g. "image" / "text"): a marker and legend entry each
+    style:Sequence|np.ndarray|None=None, # (N,) group of each point (e.g. "image" / "text"): a marker, a legend entry
     markers:str="o^sDPXv*",         # marker per group, in order of first appearance
 ):
-    "Scatter of a 2-D projection of `emb`, coloured by `labels`, optionally one marker per `style` group; returns the axes"
+    "Scatter of a 2-D projection of `emb`, coloured by `labels`, a marker per `style` group; returns the axes"
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if len(labels) != len(emb): raise ValueError(f"emb has {len(emb)} rows but labels has {len(labels)}")
     groups = np.zeros(len(labels), dtype=int) if style is None else np.asarray(style)
@@ -177,7 +179,8 @@ def plot_tsne(
     names = list(dict.fromkeys(groups.tolist()))
     if len(names) > len(markers): raise ValueError(f"style has {len(names)} groups but markers only {len(markers)}")
     rng = np.random.default_rng(seed)
-    keep = np.sort(rng.choice(len(labels), max_points, replace=False)) if len(labels) > max_points else np.arange(len(labels))
+    n = len(labels)
+    keep = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else np.arange(n)
     xy, labels, groups = project_2d(emb[keep], method, seed), labels[keep], groups[keep]
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
     colors = np.array(_CLASS_COLORS)[np.unique(labels, return_inverse=True)[1] % 20]   # (n, 4), shared by the groups
@@ -185,8 +188,8 @@ def plot_tsne(
         m = groups == name
         ax.scatter(xy[m, 0], xy[m, 1], c=colors[m], s=9, marker=mk)
     if style is not None:
-        ax.legend([Line2D([], [], ls="", marker=mk, color="0.35") for mk in markers[:len(names)]], [str(n) for n in names],
-                  fontsize=7, loc="best", framealpha=0.8)
+        handles = [Line2D([], [], ls="", marker=mk, color="0.35") for mk in markers[:len(names)]]   # grey: not a class
+        ax.legend(handles, [str(g) for g in names], fontsize=7, loc="best", framealpha=0.8)
     ax.set_title(title); ax.set_xticks([]); ax.set_yticks([])
     return ax
 
@@ -215,7 +218,7 @@ def _frame(ax, color:str, pad:float=0.08, lw:float=3.0):
 
 def plot_retrieval_gallery(
     query_images:Sequence[torch.Tensor]|torch.Tensor,  # Q query images (3, H, W)
-    gallery_image:Callable[[int], torch.Tensor],       # gallery index -> image (3, H, W), e.g. `lambda i: ds[i]["image"]`
+    gallery_image:Callable[[int], torch.Tensor],       # index -> (3, H, W) image, e.g. `lambda i: ds[i]["image"]`
     topk_idx:torch.Tensor|np.ndarray,                  # (Q, k) gallery indices, best first
     correct:torch.Tensor|np.ndarray,                   # (Q, k) bool, whether each result is relevant
     query_titles:Sequence[str]|None=None,              # optional caption per query (e.g. its text)
@@ -271,16 +274,15 @@ def plot_text_saliency(
     span = np.ptp(weights) or 1.0
     if ax is None: _, ax = plt.subplots(figsize=(min(0.6*len(words) + 1, 9), 0.8))
     ax.axis("off")
-    renderer, to_axes = ax.figure.canvas.get_renderer(), ax.transAxes.inverted()
-    x, y = 0.0, 0.75                                    # axes coordinates; words flow left to right, then wrap
-    for word, wt in zip(words, weights):
+    pt = 72 / ax.figure.dpi                                # points per display pixel
+    width = ax.get_window_extent().width * pt              # the axes' width in points
+    x, y = 0.0, 0.0                                        # offsets in points from the first word: the spacing holds
+    for word, wt in zip(words, weights):                   # when a layout engine later resizes the axes
         shade = plt.cm.Reds(0.15 + 0.8*(wt - weights.min())/span)
         ink = "white" if 0.299*shade[0] + 0.587*shade[1] + 0.114*shade[2] < 0.5 else "black"   # luma of the shade
-        t = ax.text(x, y, word, fontsize=9, va="center", color=ink, transform=ax.transAxes,
-                    bbox=dict(fc=shade, ec="none", pad=0.2))
-        box = t.get_window_extent(renderer).transformed(to_axes)   # the word's measured extent, in axes units
-        if box.x1 > 1 and x > 0:                          # past the right edge: move the word to the next line
-            x, y = 0.0, y - 0.5; t.set_position((x, y))
-            box = t.get_window_extent(renderer).transformed(to_axes)
-        x = box.x1 + 0.012
+        t = ax.annotate(word, (0, 0.75), xycoords="axes fraction", xytext=(x, y), textcoords="offset points",
+                        fontsize=9, va="center", color=ink, bbox=dict(fc=shade, ec="none", pad=0.2))
+        w = t.get_window_extent().width * pt
+        if x + w > width and x > 0: x, y = 0.0, y - 16; t.xyann = (x, y)   # past the right edge: the next line
+        x += w + 4
     return ax
