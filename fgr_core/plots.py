@@ -272,7 +272,7 @@ def plot_text_saliency(
     weights = np.asarray(weights, dtype=float)
     if len(weights) != len(words): raise ValueError(f"{len(words)} words but {len(weights)} weights")
     span = np.ptp(weights) or 1.0
-    if ax is None: _, ax = plt.subplots(figsize=(min(0.6*len(words) + 1, 9), 0.8))
+    if ax is None: _, ax = plt.subplots(figsize=(min(0.45*len(words) + 0.5, 9), 0.8))
     ax.axis("off")
     pt = 72 / ax.figure.dpi                                # points per display pixel
     width = ax.get_window_extent().width * pt              # the axes' width in points
