@@ -18,8 +18,8 @@ from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 # %% auto #0
 __all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
            'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
-           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone', 'tensor_key',
-           'row_keys', 'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names',
+           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone', 'row_keys',
+           'tensor_key', 'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names',
            'imagenet_classifier', 'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2',
            'build_vocab', 'GRUTextEncoder', 'gru', 'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
 
@@ -215,13 +215,6 @@ def create_image_backbone(
         return net
     return PartiallyFrozenBackbone(net, train_stages, memo)
 
-# %% ../nbs/03_backbones.ipynb #a3e5a3c5
-def tensor_key(x:Tensor, prefix:str|bytes=b"")->bytes:
-    "Key of tensor `x` by its exact content (shape, dtype, bytes), after `prefix`"
-    x = x.detach().contiguous().cpu()
-    prefix = prefix.encode() if isinstance(prefix, str) else prefix
-    return prefix + hashlib.blake2b(x.numpy().tobytes() + str((tuple(x.shape), x.dtype)).encode(), digest_size=20).digest()
-
 # %% ../nbs/03_backbones.ipynb #99e8d431
 def row_keys(
     x:Tensor,                  # (B, ...) rows
@@ -231,6 +224,11 @@ def row_keys(
     p = (prefix.encode() if isinstance(prefix, str) else prefix) + str((tuple(x.shape[1:]), x.dtype)).encode()
     rows = x.detach().reshape(len(x), -1).contiguous().cpu().view(torch.uint8).numpy()   # (B, bytes per row)
     return [p + hashlib.blake2b(r, digest_size=20).digest() for r in rows]
+
+# %% ../nbs/03_backbones.ipynb #a3e5a3c5
+def tensor_key(x:Tensor, prefix:str|bytes=b"")->bytes:
+    "Key of tensor `x` by its exact content (shape, dtype, bytes), after `prefix`: its `row_keys` as one row"
+    return row_keys(x[None], prefix)[0]
 
 # %% ../nbs/03_backbones.ipynb #0f6c2b4e
 def memoised_rows(

@@ -83,14 +83,13 @@ def split_query_database(
     dataset,                        # training dataset with `.labels` (N,)
     database_fraction:float=0.2,    # share of each class in the training database
     seed:int=0,                     # split seed; drawn through its own stream `epoch_seed(seed, 0, SPLIT_STREAM)`
-    query_transform:Callable|None=None, # transform of the query set's raw images (`QueryViews`); None: the dataset's
 )->tuple[IndexedSubset, IndexedSubset]: # training query set D_Q, training database D_D
     "Stratified split of a training set into DMCAC's query set and database (§3.1, §4.1 of DMCAC)"
     labels = getattr(dataset, "labels", None)
     if labels is None: raise ValueError("dataset: expected a `.labels` attribute (N,) with the class of each item")
     g = torch.Generator().manual_seed(epoch_seed(seed, 0, SPLIT_STREAM))
     q, d = stratified_split(torch.as_tensor(labels), database_fraction, g)
-    return IndexedSubset(dataset, q, query_transform), IndexedSubset(dataset, d)
+    return IndexedSubset(dataset, q), IndexedSubset(dataset, d)
 
 # %% ../nbs/12_dmcac.ipynb #a1c0de02
 class QueryViews:
@@ -244,12 +243,14 @@ class DMCAC(Method):
         embed_dim:int=0,             # >0: a linear projection of the backbone feature to this width; 0: none
         views:str="randaugment",     # "randaugment": batches carry A views per item (`QueryViews`); "affine": `views_fn`
         chunk_size:int=64,           # full retrieval: database images per checkpointed chunk (bounds activation memory)
+        crop_size:int=0,             # views="randaugment": side of the query crops; 0: the database images' side
     ):
         super().__init__()
         check_range("A", A, 2); check_range("k", k, 1); check_choice("retrieval", retrieval, ["approximate", "full"])
         check_range("refresh_every", refresh_every, 1); check_range("temperature", temperature, 0, open_lo=True)
         check_range("num_classes", num_classes, 1); check_range("logit_scale", logit_scale, 0, open_lo=True)
         check_choice("views", views, ["randaugment", "affine"]); check_range("chunk_size", chunk_size, 1)
+        check_range("crop_size", crop_size, 0)
         if len(betas) != 3 or any(b < 0 for b in betas) or not any(betas): raise ValueError(f"betas: expected three non-negative weights (frob, ce, cac), not all 0; got {betas!r}")
         self.backbone = (create_image_backbone(image_backbone, pretrained=pretrained, **(image_kwargs or {}))
                          if isinstance(image_backbone, str) else image_backbone)
@@ -261,12 +262,12 @@ class DMCAC(Method):
         self.dim, self.num_classes, self.A, self.k, self.retrieval = dim, num_classes, A, k, retrieval
         self.betas, self.temperature, self.refresh_every, self.seed = tuple(float(b) for b in betas), float(temperature), refresh_every, seed
         self.views_fn, self.logit_scale = views_fn or _default_views, float(logit_scale)
-        self.views, self.chunk_size = views, chunk_size
+        self.views, self.chunk_size, self.crop_size = views, chunk_size, crop_size
         self.view_classifier = nn.Linear(dim, num_classes, bias=False)     # W_q of Eq. 14
         self.cac = CrossAttentionClassifier(dim, num_classes)             # Eq. 16-18
         self.database = DatabaseEmbeddings(every=refresh_every, kind=index_kind, metric="cosine", **(index_kwargs or {}))
-        self.database_loader, self._refresh_due, self._Z_D, self._query_mask = None, True, None, None
-        self._db_images = None                                            # full retrieval: the database images
+        self.database_loader, self._refresh_due, self._db_images = None, True, None   # `set_database` sets them
+        self.query_ids, self.query_crop = None, None     # training queries (None: every item); side of their views' crops
 
 # %% ../nbs/12_dmcac.ipynb #fc6f6fda
 @patch
@@ -289,33 +290,63 @@ def embed(self:DMCAC, batch:dict)->Tensor:
 from .train import broadcast_buffers, embed_dataset
 
 # %% ../nbs/12_dmcac.ipynb #5d39fd66
+def _image_side(database)->int:
+    "Side S of the (3, S, S) images of `database` (a dataset of dict items), read from its first item"
+    shape = tuple(database[0]["image"].shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"database: views='randaugment' compares square query crops with the database images, which "
+                         f"should be (3, S, S); got {shape}")
+    return shape[-1]
+
 @patch
 def set_database(self:DMCAC,
     database,              # a dataset of dict items ("image", "label", "index" = position) or a loader of such batches
     batch_size:int=256,    # batch size when a dataset is given
+    query_ids:Tensor|None=None, # ids of the training set's query items (what `training_set` keeps); None: every item
 ):
     "Attach the training database D_D (no augmentation); it is embedded at the next refresh"
     if isinstance(database, torch.utils.data.Dataset): database = torch.utils.data.DataLoader(database, batch_size=batch_size)
+    crop = _image_side(database.dataset) if self.views == "randaugment" else None   # the query views' crop side
+    if crop is not None and self.crop_size not in (0, crop):
+        raise ValueError(f"crop_size: {self.crop_size} differs from the database images' side {crop} (the query views "
+                         f"are compared with them); set crop_size={crop} or 0, or give the database images of that side")
     self.database_loader, self._refresh_due, self._db_images = database, True, None
+    self.query_ids, self.query_crop = (None if query_ids is None else torch.as_tensor(query_ids).long()), crop
     return self
 
 @patch
 def refresh_database(self:DMCAC, epoch:int|None=None):
     "Embed the database with the current encoder (eval mode, no grad) and rebuild its index (Eq. 3-4 of DMCAC)"
     if self.database_loader is None: raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the training database D_D")
-    dev = next(self.parameters()).device
     broadcast_buffers(self)                               # DDP: every process embeds with process 0's BatchNorm stats
     e = embed_dataset(self, self.database_loader)         # eval mode, no grad; DDP: sharded over processes, gathered
     Z, y = e["emb"], e["label"]
     self.database.refresh(lambda b: b["z"], [{"z": Z, "label": y, "index": torch.arange(len(Z))}], epoch=epoch)
     if self.retrieval == "approximate" and self.k > len(self.database):
         raise ValueError(f"k={self.k} exceeds the database size {len(self.database)}; lower k or enlarge the database")
-    self._Z_D, self._refresh_due = self.database.embeddings.to(dev), False
+    self._refresh_due = False
+
+@patch
+def _database_stale(self:DMCAC)->bool:
+    "Whether approximate retrieval must embed the database before its next search: a refresh is due or none was made"
+    return self._refresh_due or len(self.database) == 0
 
 @patch
 def on_epoch_start(self:DMCAC, epoch:int):
     "Mark the database for re-embedding at epochs 0, R, 2R, ... (done at the epoch's first step)"
-    if epoch % self.refresh_every == 0 or self._Z_D is None: self._refresh_due = True
+    if epoch % self.refresh_every == 0: self._refresh_due = True
+
+# %% ../nbs/12_dmcac.ipynb #519b676d
+@patch
+def training_set(self:DMCAC,
+    dataset,        # the training set the database was split from (not changed)
+)->torch.utils.data.Dataset: # D_Q: the `query_ids` items of `dataset`, A views each with views="randaugment"
+    "The training queries of `dataset`, with `QueryViews` as their transform when views='randaugment'"
+    if self.query_ids is None and self.views == "affine": return dataset
+    if self.views == "randaugment" and self.query_crop is None:
+        raise ValueError("DMCAC has no database: call set_database(...) first (the query crops take its images' side)")
+    ids = torch.arange(len(dataset)) if self.query_ids is None else self.query_ids
+    return IndexedSubset(dataset, ids, QueryViews(self.A, self.query_crop) if self.views == "randaugment" else None)
 
 # %% ../nbs/12_dmcac.ipynb #6d2e66ea
 @patch
@@ -324,7 +355,7 @@ def retrieve(self:DMCAC,
 )->tuple[Tensor, Tensor|None]:   # Z: (D, F) with gradient (full) or (B, U, F) constant unions (approximate); mask
     "Database embeddings each query's views are compared with (Eq. 6 or Eq. 8-9 of DMCAC)"
     if self.retrieval == "full": return self.embed_database().to(Z_A.dtype), None    # Eq. 6, end to end
-    if self._refresh_due or self._Z_D is None: self.refresh_database(getattr(self.trainer, "epoch", None))
+    if self._database_stale(): self.refresh_database(getattr(self.trainer, "epoch", None))
     Z_S, _, mask = approximate_retrieval(Z_A, self.database, self.k)
     return Z_S, mask
 
@@ -361,14 +392,9 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
         want = (f"(B, {self.A}, 3, H, W): the views `QueryViews` makes per item" if per_item
                 else "(B, 3, H, W): views are made on the batch")
         raise ValueError(f"batch['image']: views={self.views!r} expects {want}; got {tuple(x.shape)}")
-    due = self.retrieval == "approximate" and (self._refresh_due or self._Z_D is None)
+    due = self.retrieval == "approximate" and self._database_stale()
     if (self.betas[0] or self.betas[2]) and due:                                         # first: under DDP every
         self.refresh_database(getattr(self.trainer, "epoch", None))                     # process joins the refresh
-    if self._query_mask is not None:                                  # loader over the whole training set: keep D_Q items
-        keep = self._query_mask[torch.as_tensor(batch["index"]).long().cpu()].to(x.device)
-        only_db = not bool(keep.any())                                # only database items: a connected zero, computed
-        if only_db: keep[0] = True                                    # on one (same terms and collectives under DDP)
-        x, y = x[keep], y[keep]
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes): raise ValueError(f"labels: expected values in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
     views = x if per_item else self.views_fn(x, self.A, self.noise_generator(self.seed))   # X_A, (B, A, 3, H, W)
     B = x.shape[0]
@@ -382,9 +408,6 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     s = self.logit_scale
     if b_ce: terms["ce"] = view_ce_loss(s * self.view_classifier(Z_A), y)            # Eq. 14-15
     if b_cac: terms["cac"] = view_ce_loss(s * self.cac(Z_A, Z, mask)[0], y)          # Eq. 16-19
-    if self._query_mask is not None and only_db:
-        zero = sum(p.sum() * 0 for p in self.parameters())
-        return {"loss": zero + dmcac_total_loss(terms, self.betas) * 0, **{k: v * 0 for k, v in terms.items()}}
     return {"loss": dmcac_total_loss(terms, self.betas), **terms}
 
 # %% ../nbs/12_dmcac.ipynb #753b810b
@@ -407,19 +430,8 @@ class DMCACConfig(MethodConfig):
     split_seed:int=0               # seed of the D_Q / D_D split (its own stream, independent of the sampler's)
     database_batch_size:int=256    # batch size when embedding the database
     views:str="randaugment"        # "randaugment" (§4.2; `QueryViews` per item) or "affine" (`make_views` on the batch)
-    crop_size:int=224              # side of the training crop of `QueryViews` (§4.2: resize 256, random crop 224)
+    crop_size:int=0                # side of the query crops (§4.2: 224); 0: the database images', else it must equal it
     chunk_size:int=64              # full retrieval: database images per checkpointed chunk
-
-def _query_views_on(dataset, database:IndexedSubset, views:QueryViews)->IndexedSubset:
-    "`dataset`'s transform becomes `views` (fgr-train's loader reads it); the database keeps the original transform"
-    tf = getattr(dataset, "transform", None)
-    if tf is None or not hasattr(dataset, "load_image"):
-        raise ValueError(f"train_dataset: views='randaugment' needs `transform` and `load_image` (an ImageDataset), "
-                         f"got {type(dataset).__name__}; or set views='affine'")
-    if isinstance(tf, QueryViews):
-        raise ValueError("train_dataset: its transform is already QueryViews (a second DMCAC on it); create it again")
-    dataset.transform = views
-    return IndexedSubset(dataset, database.ids, transform=tf)
 
 @register_method("dmcac", DMCACConfig)
 @register_method("dmcac_ce", DMCACConfig, betas=(0., 1., 0.))
@@ -429,12 +441,10 @@ def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
     m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas,
               c.temperature, c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed,
               pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim, views=c.views,
-              chunk_size=c.chunk_size)
+              chunk_size=c.chunk_size, crop_size=c.crop_size)
     if train_dataset is not None:
         q, d = split_query_database(train_dataset, c.database_fraction, c.split_seed)
-        if c.views == "randaugment": d = _query_views_on(train_dataset, d, QueryViews(c.A, c.crop_size))
-        m.set_database(d, batch_size=c.database_batch_size)
-        m._query_mask = torch.zeros(len(train_dataset), dtype=torch.bool).index_fill_(0, q.ids, True)
+        m.set_database(d, batch_size=c.database_batch_size, query_ids=q.ids)   # `training_set` keeps the queries
     return m
 
 # %% ../nbs/12_dmcac.ipynb #19f3bc5e

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .core import Config, atomic_write, check_choice, check_range, get_device, seed_everything
 from .train import (METHODS, Method, NonFiniteLossError, TrainConfig, Trainer, create_method, dist_info,
@@ -131,11 +131,13 @@ def make_train_loader(
     config:TrainConfig,       # batch_size (global), seed, num_workers
     sampler:str="random",     # "random" or "m_per_class"
     m:int=4,                  # samples per class for "m_per_class"
-    collate_fn:Callable|None=None, # default: the dataset's `collate_fn` attribute, else torch's default
+    collate_fn:Callable|None=None, # default: the dataset's `collate_fn` attribute, else `method.collate`, else torch's
+    method:Method|None=None,  # the loader reads `method.training_set(dataset)` (a view; `dataset` is not changed)
 )->DataLoader:
     "Training loader whose per-epoch order is a pure function of (seed, epoch), also under DDP"
     rank, world = dist_info()
-    collate_fn = collate_fn or getattr(dataset, "collate_fn", None)
+    if method is not None: dataset = method.training_set(dataset)
+    collate_fn = collate_fn or getattr(dataset, "collate_fn", None) or getattr(method, "collate", None)
     w = config.num_workers                            # workers live across epochs; 4 batches each in flight
     kw = dict(num_workers=w, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda",
               persistent_workers=w > 0, prefetch_factor=4 if w else None)
@@ -174,9 +176,7 @@ def run_training(
     train_ds, query_ds, gallery_ds = build_datasets(run.data)
     try: method = create_method(run.method, train_ds, **run.method_args)
     except KeyError as e: raise KeyError(f"method_args: {e.args[0] if e.args else e}") from None
-    own = getattr(type(method).collate, "__func__", None) is not Method.collate.__func__   # a collate of its own
-    collate = getattr(train_ds, "collate_fn", None) or (method.collate if own else default_collate)
-    loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, collate)
+    loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, method=method)
     eval_fn = None if query_ds is None else method.make_eval_fn(
         query_ds, gallery_ds, batch_size=run.eval.batch_size, num_workers=run.train.num_workers, **run.eval.args)
     out = Path(run.train.out_dir)

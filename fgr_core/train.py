@@ -159,10 +159,15 @@ class Method(nn.Module):
         return self.trainer.config
 
 # %% ../nbs/09_train.ipynb #aa42a586
-@patch(cls_method=True)
-def collate(cls:Method, items:list)->dict:
-    "Batch of dataset items for this kind of method (default: torch's `default_collate`); `fgr-train` loaders use it"
-    return torch.utils.data.default_collate(items)
+Method.collate = staticmethod(torch.utils.data.default_collate)   # batches of items; a method with its own overrides it
+
+# %% ../nbs/09_train.ipynb #797a260a
+@patch
+def training_set(self:Method,
+    dataset:Dataset,   # the run's training set (not changed)
+)->Dataset:            # what the training loader reads
+    "The dataset the training loader reads, made from `dataset` (a view, never a change of it); default: `dataset`"
+    return dataset
 
 # %% ../nbs/09_train.ipynb #68f8f7c8
 def to_device(
@@ -371,17 +376,24 @@ def noise_generator(self:Method, seed:int)->torch.Generator:
     return step_generator(seed, step)
 
 # %% ../nbs/09_train.ipynb #cc7dbb8e
+def _global_moments(x:Tensor, dims:list)->tuple:
+    "(mean (C,), sum of squared deviations (C,), count) of `x` over `dims` on every process: two all-reduces"
+    from torch.distributed.nn.functional import all_reduce                  # differentiable all-reduce
+    dt, shape = torch.promote_types(x.dtype, torch.float32), (1, -1) + (1,) * (x.ndim - 2)
+    with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
+        warnings.simplefilter("ignore", FutureWarning)
+        tot = all_reduce(torch.cat([x.sum(dims).to(dt), x.new_tensor([x.numel() // x.shape[1]], dtype=dt)]))
+        n = tot[-1].detach()                                                # items per channel, all processes
+        mean = (tot[:-1] / n).to(x.dtype)                                   # (C,) global mean
+        return mean, all_reduce((x - mean.view(shape)).pow(2).sum(dims)), n
+
 class GlooSyncBatchNorm(nn.SyncBatchNorm):
     "torch's `SyncBatchNorm` that also trains on CPU processes (gloo): statistics of the global batch"
     def forward(self, x:Tensor)->Tensor: # (B, C, ...) -> same
         if not (self.training and x.device.type == "cpu" and dist_info()[1] > 1): return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce                  # differentiable all-reduce
         dims, shape = [0, *range(2, x.ndim)], (1, -1) + (1,) * (x.ndim - 2)
-        n = torch.tensor(float(x.numel() // x.shape[1])); dist.all_reduce(n)    # items per channel, all processes
-        with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
-            warnings.simplefilter("ignore", FutureWarning)
-            mean = all_reduce(x.sum(dims)) / n                                  # (C,) global mean
-            var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n      # (C,) global biased variance
+        mean, ss, n = _global_moments(x, dims)
+        var = ss / n                                                        # (C,) global biased variance
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -398,12 +410,8 @@ class SyncFlowBatchNorm(_FlowBatchNorm):
     def forward(self, inputs:Tensor, context=None)->tuple: # (B, d) -> ((B, d), logabsdet (B,))
         if not (self.training and dist_info()[1] > 1): return super().forward(inputs, context)
         if inputs.dim() != 2: raise ValueError(f"SyncFlowBatchNorm: expected (B, d) inputs, got {tuple(inputs.shape)}")
-        from torch.distributed.nn.functional import all_reduce                   # differentiable all-reduce
-        n = torch.tensor(float(inputs.shape[0]), device=inputs.device); dist.all_reduce(n)   # global batch size
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            mean = all_reduce(inputs.sum(0)) / n                                   # (d,) global mean
-            var = all_reduce((inputs - mean).pow(2).sum(0)) / (n - 1).clamp(min=1) # (d,) unbiased, as nflows
+        mean, ss, n = _global_moments(inputs, [0])                              # (d,) global mean, two all-reduces
+        var = ss / (n - 1).clamp(min=1)                                         # (d,) unbiased, as nflows
         with torch.no_grad():
             self.running_mean.mul_(1 - self.momentum).add_(mean * self.momentum)
             self.running_var.mul_(1 - self.momentum).add_(var * self.momentum)

@@ -49,6 +49,20 @@ def test_whole_batches_train_bit_for_bit_like_the_dataloader(glyphs, tmp_path):
     assert (tmp_path / "fast" / "log.csv").read_text() == (tmp_path / "slow" / "log.csv").read_text()
 
 
+def test_fgr_train_loader_of_a_method_without_own_collate_takes_whole_batches(glyphs, monkeypatch):
+    "`make_train_loader(..., method=m)` gives the loader torch's `default_collate` itself: `epoch_feed` uses `get_batch`"
+    from fgr_core.run import make_train_loader
+    from fgr_core.train import epoch_batches, epoch_feed
+    m = create_method("norm_softmax", num_classes=glyphs.num_classes, image_backbone="small_cnn", pretrained=False,
+                      image_kwargs={"width": 8, "image_size": 32}, embed_dim=8)
+    loader = make_train_loader(glyphs, TrainConfig(batch_size=6, device="cpu"), method=m)
+    assert loader.collate_fn is default_collate and loader.dataset is glyphs
+    calls, get_batch = [], type(glyphs).get_batch
+    monkeypatch.setattr(type(glyphs), "get_batch", lambda self, b, d: calls.append(len(b)) or get_batch(self, b, d))
+    batches = list(epoch_feed(loader, epoch_batches(loader, 0, 0)[:2], 0, 0, "cpu"))
+    assert calls == [6, 6] and batches[0]["image"].shape == (6, 3, 32, 32)
+
+
 @pytest.fixture(scope="module")
 def augmented(tmp_path_factory):   # random crop + flip: the DataLoader path with per-item seeds
     return GlyphsDataset("train", n_chars=4, n_typefaces=3, per_class=4, image_size=32,

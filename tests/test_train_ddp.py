@@ -267,7 +267,11 @@ FLOW_BN = textwrap.dedent('''
     flow = convert_sync_batchnorm(flow_transform(6, depth=2, hidden=8, norm="batchnorm"))
     assert sum(isinstance(m, SyncFlowBatchNorm) for m in flow.modules()) == 2      # nflows' BatchNorm converted
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1)) * 3 + 1
+    calls, reduce = [], torch.distributed.all_reduce
+    torch.distributed.all_reduce = lambda *a, **k: calls.append(1) or reduce(*a, **k)   # counts the forward's
     z, logdet = flow(x[rank::world])                                               # this process's share
+    torch.distributed.all_reduce = reduce
+    assert len(calls) == (2 * 2 if world > 1 else 0), calls                        # two per BatchNorm layer
     (z.pow(2).sum() - logdet.sum()).backward()                                     # gradients: summed over processes
     grads = torch.cat([p.grad.flatten() for p in flow.parameters()])
     if world > 1: torch.distributed.all_reduce(grads)
