@@ -195,55 +195,54 @@ def _compcars_list(path:Path)->list[Path]:
 
 def _compcars_split(base:Path, split:str, missing:str)->tuple[list[Path], list[tuple], int]:
     "Relative image paths of `split`, the models of the label space (sorted) and the count of listed images skipped"
-    if split in ("train", "test"):
-        files = [base / f for f in COMPCARS_LISTS]
-        if not all(f.is_file() for f in files):
-            raise DatasetFormatError(f"CompCars: split={split!r} follows the official fine-grained classification "
-                                     f"lists; missing {[str(f) for f in files if not f.is_file()]} (expected both "
-                                     f"{list(COMPCARS_LISTS)} under {str(base)!r}); {_layout_msg('compcars')}")
-        lists = {s: _compcars_list(f) for s, f in zip(("train", "test"), files)}
-        rels = lists[split]
-        models = sorted({r.parts[:2] for rs in lists.values() for r in rs}, key=lambda m: _num_key(Path(*m)))
-        gone = [r for r in rels if not (base / "image" / r).is_file()]
-        if gone and missing == "error":
-            raise DatasetFormatError(f"CompCars: {len(gone)} image(s) named by {COMPCARS_LISTS[split == 'test']} are "
-                                     f"missing under {str(base / 'image')!r}, e.g. {[str(g) for g in gone[:3]]}; "
-                                     f"pass missing='skip' to leave them out (counted in .excluded)")
-        gone_set = set(gone)
-        return [r for r in rels if r not in gone_set], models, len(gone)
-    imgs = sorted((base / "image").glob("*/*/*/*.jpg"), key=lambda p: _num_key(p.relative_to(base / "image")))
-    if not imgs: _bad(base / "image", "compcars", None, "no image/<make>/<model>/<year>/<name>.jpg files")
-    rels = [p.relative_to(base / "image") for p in imgs]
-    models = sorted({r.parts[:2] for r in rels}, key=lambda m: _num_key(Path(*m)))
-    n = len(models)
-    models = {"unseen_train": models[:n // 2], "unseen_test": models[n // 2:], "all": models}[split]
-    return [r for r in rels if r.parts[:2] in set(models)], models, 0
+    files = [base / f for f in COMPCARS_LISTS]
+    if not all(f.is_file() for f in files):
+        raise DatasetFormatError(f"CompCars: split={split!r} reads the official fine-grained classification lists; "
+                                 f"missing {[str(f) for f in files if not f.is_file()]} (expected both "
+                                 f"{list(COMPCARS_LISTS)} under {str(base)!r}); {_layout_msg('compcars')}")
+    lists = {s: _compcars_list(f) for s, f in zip(("train", "test"), files)}
+    models = sorted({r.parts[:2] for rs in lists.values() for r in rs}, key=lambda m: _num_key(Path(*m)))
+    if split in ("train", "test"): rels, named = lists[split], COMPCARS_LISTS[split == "test"]   # the list, in order
+    else:                                 # halves of the listed models in numeric order, or all: order-independent
+        n = len(models)
+        models = {"unseen_train": models[:n // 2], "unseen_test": models[n // 2:], "all": models}[split]
+        keep, named = set(models), " and ".join(COMPCARS_LISTS)
+        rels = sorted((r for rs in lists.values() for r in rs if r.parts[:2] in keep), key=_num_key)
+    gone = [r for r in rels if not (base / "image" / r).is_file()]
+    if gone and missing == "error":
+        raise DatasetFormatError(f"CompCars: {len(gone)} image(s) named by {named} are missing under "
+                                 f"{str(base / 'image')!r}, e.g. {[str(g) for g in gone[:3]]}; "
+                                 f"pass missing='skip' to leave them out (counted in .excluded)")
+    gone_set = set(gone)
+    return [r for r in rels if r not in gone_set], models, len(gone)
 
 @DATASETS.register
 def compcars(
-    split:str="train",              # "train"/"test": official lists; "unseen_train"/"unseen_test": model halves; "all"
+    split:str="train",              # "train"/"test": official lists; "unseen_train"/"unseen_test": halves of their
+                                    # models; "all": both lists
     root:str|Path|None=None,        # folder holding image/, label/ and train_test_split/
     transform:Callable|None=None,   # default `test_transform(224)`
     views:Sequence[str]|None=None,  # keep only these viewpoints (names of `COMPCARS_VIEWS`)
     missing:str="error",            # listed images absent from image/: "error" or "skip" (counted in `.excluded`)
 )->CompCarsDataset:
-    "CompCars (Yang et al. 2015) web-nature data: class = car model (shared by train and test), per-image viewpoint"
+    "CompCars (Yang et al. 2015) web-nature classification part: class = car model (one label space), viewpoints"
     check_choice("split", split, ["train", "test", "unseen_train", "unseen_test", "all"])
     check_choice("missing", missing, ["error", "skip"])
     base = _base(root, "compcars", "image")
     rels, models, skipped = _compcars_split(base, split, missing)
     remap = {m: i for i, m in enumerate(models)}
-    paths, labels, vws, attrs = [], [], [], []
+    paths, labels, vws, attrs, other_views = [], [], [], [], 0
     for rel in rels:
         lab = base / "label" / rel.with_suffix(".txt")
         first = _need(lab, "compcars").read_text().splitlines()[:1]
         code = _int(first[0].strip() if first else "", lab, "compcars", 1)
         if code not in COMPCARS_VIEWS: _bad(lab, "compcars", 1, f"viewpoint must be one of {sorted(COMPCARS_VIEWS)}, found {code}")
-        if views is not None and COMPCARS_VIEWS[code] not in views: continue
+        if views is not None and COMPCARS_VIEWS[code] not in views: other_views += 1; continue
         paths.append(base / "image" / rel); labels.append(remap[rel.parts[:2]]); vws.append(COMPCARS_VIEWS[code])
         attrs.append({"make": rel.parts[0], "model": rel.parts[1], "year": rel.parts[2]})
     ds = CompCarsDataset(paths, labels, ["/".join(m) for m in models], transform, views=vws, attributes=attrs)
-    ds.excluded = {"missing_images": skipped}
+    ds.counts = {"listed": len(rels) + skipped, "images": len(ds), "models": len(models)}   # what the split read
+    ds.excluded = {"missing_images": skipped, "other_views": other_views}                   # listed, not kept: why
     return ds
 
 # %% ../nbs/01b_benchmarks.ipynb #45b25686

@@ -19,10 +19,10 @@ from .metrics import evaluate_retrieval
 from .train import Method, MethodConfig, embed_dataset, num_classes_of, register_method
 
 # %% auto #0
-__all__ = ['AGGREGATIONS', 'VARIANTS', 'PAPER_SETTINGS', 'mac_pool', 'spoc_pool', 'crow_pool', 'largest_component_mask',
-           'scda_pool', 'aggregate', 'Generator', 'Discriminator', 'discriminator_loss', 'normalizer_pairs',
-           'Normalizer', 'feature_reconstruction', 'normalizer_loss', 'SemanticEmbedding', 'semantic_loss',
-           'create_semantic_embedding', 'FGGANConfig', 'FGGAN', 'fggan_features', 'fggan_feature_sets',
+__all__ = ['AGGREGATIONS', 'VARIANTS', 'PAPER_SETTINGS', 'DEFAULT_SWITCHES', 'mac_pool', 'spoc_pool', 'crow_pool',
+           'largest_component_mask', 'scda_pool', 'aggregate', 'Generator', 'Discriminator', 'discriminator_loss',
+           'normalizer_pairs', 'Normalizer', 'feature_reconstruction', 'normalizer_loss', 'SemanticEmbedding',
+           'semantic_loss', 'create_semantic_embedding', 'FGGANConfig', 'FGGAN', 'fggan_features', 'fggan_feature_sets',
            'fggan_optimizers', 'optimizer_step_fn', 'evaluator_objective', 'generator_loss', 'alternating_step',
            'canonical_views', 'build_fggan', 'open_set_steps']
 
@@ -276,6 +276,7 @@ VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
 PAPER_SETTINGS = {"g_loss": "saturating", "n_rec": True, "s_weight_xz": 0.001, "pretrain_s_epochs": 1,
                   "g_residual": False, "optimizer": "sgd", "lr": 2e-4, "lr_s": 2e-4, "momentum": 0.5,
                   "s_weight_g": 0.001, "lam": 1.0}
+DEFAULT_SWITCHES = {"g_loss": "non_saturating", "n_rec": False, "s_weight_xz": 1.0, "pretrain_s_epochs": 0}
 
 @dataclasses.dataclass
 class FGGANConfig(MethodConfig):
@@ -298,20 +299,20 @@ class FGGANConfig(MethodConfig):
     lr:float=2e-4; momentum:float=0.5
     lr_s:float=2e-4             # S's learning rate
     aggregation:str="fc"        # retrieval feature: fc, mac, spoc, crow, scda
-    g_loss:str="non_saturating" # G's adversarial terms: "saturating" (-E, §3.5) or "non_saturating"
-    n_rec:bool=False            # N's update keeps Eq. 5's -lambda l term (the paper); False: pair classification only
-    s_weight_xz:float=1.0       # weight of L_S(x_z) in S's update (the paper: 0.001)
-    pretrain_s_epochs:int=0     # epochs of S alone on real images before the game (§3.4)
+    g_loss:str|None=None        # G's adversarial terms: "saturating" (-E, §3.5) or "non_saturating"; None: unset
+    n_rec:bool|None=None        # N's update keeps Eq. 5's -lambda l term (the paper); False: pair classification only
+    s_weight_xz:float|None=None # weight of L_S(x_z) in S's update (the paper: 0.001)
+    pretrain_s_epochs:int|None=None # epochs of S alone on real images before the game (§3.4)
     paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
 
     def __post_init__(self):
-        if self.paper_faithful:
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for k, v in PAPER_SETTINGS.items():
-                cur = getattr(self, k)
-                if cur == defaults[k]: setattr(self, k, v)                     # still at our default: the paper's value
-                elif cur != v and not (k == "pretrain_s_epochs" and cur > 0):  # the paper gives no length
-                    raise ValueError(f"paper_faithful=True sets {k}={v!r}, got {k}={cur!r}; drop one of them")
+        "Unset (None) switches: the paper's value under `paper_faithful`, else `DEFAULT_SWITCHES`; explicit ones stay"
+        for k, paper in PAPER_SETTINGS.items():
+            v = getattr(self, k)
+            if v is None and k in DEFAULT_SWITCHES:                           # unset: resolved here, once
+                setattr(self, k, paper if self.paper_faithful else DEFAULT_SWITCHES[k])
+            elif self.paper_faithful and v != paper and not (k == "pretrain_s_epochs" and v > 0):  # no length given
+                raise ValueError(f"paper_faithful=True sets {k}={paper!r}, got {k}={v!r}; drop one of them")
         super().__post_init__()
 
     def check(self):

@@ -14,10 +14,10 @@ import yaml
 
 from fgr_core.benchmarks import DatasetFormatError
 from fgr_core.data import create_dataset, test_transform
-from fgr_core.fggan import (FGGAN, PAPER_SETTINGS, FGGANConfig, evaluator_objective, fggan_feature_sets, generator_loss,
-                            open_set_steps)
+from fgr_core.fggan import (DEFAULT_SWITCHES, FGGAN, PAPER_SETTINGS, FGGANConfig, evaluator_objective,
+                            fggan_feature_sets, generator_loss, open_set_steps)
 from fgr_core.train import TrainConfig, Trainer, create_method
-from official_fixtures import write_compcars
+from official_fixtures import _img, write_compcars
 
 REPO = Path(__file__).resolve().parents[1]
 T16 = test_transform(16)
@@ -65,10 +65,31 @@ def test_compcars_missing_lists_and_images(tmp_path):
     with pytest.raises(DatasetFormatError, match=r"1 image\(s\) named by .*classification/train.txt are missing"):
         create_dataset("compcars", "train", root=tmp_path / "b")
     ds = create_dataset("compcars", "train", root=tmp_path / "b", missing="skip")
-    assert len(ds) == len(_lines(base, "train")) - 1 and ds.excluded == {"missing_images": 1}
+    assert len(ds) == len(_lines(base, "train")) - 1 and ds.excluded == {"missing_images": 1, "other_views": 0}
+    assert ds.counts == {"listed": len(_lines(base, "train")), "images": len(ds), "models": 5}
     (base / LISTS / "train.txt").write_text("78/1/a1.jpg\n")
     with pytest.raises(DatasetFormatError, match=r"train.txt' line 1: expected '<make>/<model>/<year>/<name>.jpg'"):
         create_dataset("compcars", "train", root=tmp_path / "b")
+
+
+def test_compcars_unseen_and_all_read_only_the_classification_models(tmp_path):
+    base = write_compcars(tmp_path)
+    for rel in ("82/7/2012/f1.jpg", "82/7/2013/f2.jpg", "10/3/2011/g1.jpg"):   # on disk, in neither list
+        _img(base / "image" / rel)
+        (base / "label" / rel).with_suffix(".txt").parent.mkdir(parents=True, exist_ok=True)
+        (base / "label" / rel).with_suffix(".txt").write_text("1\n1\n1 1 7 7\n")
+    listed = sorted(_lines(base, "train") + _lines(base, "test"))
+    def read():
+        ds = {s: create_dataset("compcars", s, root=tmp_path) for s in ("unseen_train", "unseen_test", "all")}
+        return {s: (d.class_names, sorted(str(p.relative_to(base / "image")) for p in d.images)) for s, d in ds.items()}
+    got = read()
+    assert got["all"] == (["78/1", "78/12", "79/3", "80/9", "81/5"], listed)   # the lists' 5 models, not 82/7 or 10/3
+    assert got["unseen_train"][0] == ["78/1", "78/12"] and got["unseen_test"][0] == ["79/3", "80/9", "81/5"]
+    assert sorted(got["unseen_train"][1] + got["unseen_test"][1]) == listed                # the halves split "all"
+    for split in ("train", "test"):                                                        # the lists in another order
+        (base / LISTS / f"{split}.txt").write_text("".join(f"{l}\n" for l in reversed(_lines(base, split))))
+    assert read() == got                                                                   # the same halves
+    assert create_dataset("compcars", "all", root=tmp_path).counts == {"listed": 24, "images": 24, "models": 5}
 
 
 def _brute_steps(gy, gl, qy, ql, first):
@@ -157,6 +178,12 @@ def test_paper_faithful_sets_every_switch():
     assert (d.g_loss, d.n_rec, d.s_weight_xz, d.pretrain_s_epochs) == ("non_saturating", False, 1.0, 0)   # deviations
     with pytest.raises(ValueError, match="paper_faithful=True sets optimizer='sgd', got optimizer='adam'"):
         FGGANConfig(paper_faithful=True, optimizer="adam")
+    for k, ours in DEFAULT_SWITCHES.items():   # explicit, though equal to our default: it contradicts the flag
+        with pytest.raises(ValueError, match=f"paper_faithful=True sets {k}={PAPER_SETTINGS[k]!r}, got {k}={ours!r}"):
+            FGGANConfig(paper_faithful=True, **{k: ours})
+    assert FGGANConfig(g_loss="saturating", n_rec=True).g_loss == "saturating"           # explicit values stay
+    pf = FGGANConfig(paper_faithful=True).to_dict()
+    assert FGGANConfig(**PAPER_SETTINGS).to_dict() == {**pf, "paper_faithful": False}  # flag = explicit values
     from fgr_core.run import load_run_config
     run = load_run_config(REPO / "configs" / "fggan_compcars.yaml")
     cfg = FGGANConfig.from_dict(run.method_args)
