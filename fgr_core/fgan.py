@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_fgan.ipynb #d1d8703d
 from __future__ import annotations
-import dataclasses, warnings
+import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,7 +16,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_range
 from .backbones import create_image_backbone, imagenet_soft_labels, masked_mean
 from .divergences import gaussian_kl, symmetric_kl_similarity
-from .metrics import map_all, precision_at_k
+from .metrics import map_all, precision_at_k, queries_with_support
 from .topk import TopKRegionEmbedding, hard_topk_indicators, select_regions
 from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
@@ -547,12 +547,9 @@ def fgan_retrieval(
     prec_k:int=100,        # Prec@k cut-off
 )->dict[str, float]:       # {"JR/I2T/mAP@all": ..., "JR/T2I/Prec@100": ..., "JR/Avg/mAP@all": ...}
     "Zero-shot cross-modal retrieval scores: image->text and text->image, RE / LD / JR (Eq. 29-32 of FGAN)"
-    keep = torch.isin(query["label"], support["label"])                # queries whose class has a support item
+    keep, gone = queries_with_support(query["label"], support["label"])  # left out (AP undefined), counted, warned
     if not keep.any(): raise ValueError("no query's class has a support item: check the query / support split")
-    if not keep.all():                                                  # their AP would be 0 by definition
-        warnings.warn(f"{int((~keep).sum())} of {len(keep)} queries are left out: their classes "
-                      f"{sorted(set(query['label'][~keep].tolist()))} have no support item")
-        query = {k: v[keep] for k, v in query.items()}
+    if gone: query = {k: v[torch.as_tensor(keep)] for k, v in query.items()}
     out = {}
     for mode in modes:
         for d, (qx, qg, sx, sg) in (("I2T", ("x_v", "g_v", "x_t", "g_t")), ("T2I", ("x_t", "g_t", "x_v", "g_v"))):
