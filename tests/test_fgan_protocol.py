@@ -191,3 +191,13 @@ def test_repro_notebook_counts_queries_without_support(run_notebook, results_che
     run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "wikipedia", "data_root": str(tmp_path / "data")})
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["sizes"]["excluded_queries"] == 1 and res["sizes"]["query"] == 4 and res["sizes"]["unseen_classes"] == 4
+
+
+def test_word_embedding_space_embeds_class_names_with_a_pretrained_encoder():
+    "Table 4's 'pre-defined label embedding': with the gru (untrained) the class names still get MiniLM's embeddings"
+    targets = []
+    for seed in (0, 1):                                                  # two different random gru initialisations
+        torch.manual_seed(seed)
+        targets.append(create_method("fgan", _Pairs(), **TINY, label_space="word_embedding").label_targets)
+    assert targets[0].shape == (4, 384)
+    assert torch.allclose(targets[0], targets[1])                        # not the gru's random codes
