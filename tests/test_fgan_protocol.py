@@ -201,3 +201,14 @@ def test_word_embedding_space_embeds_class_names_with_a_pretrained_encoder():
         targets.append(create_method("fgan", _Pairs(), **TINY, label_space="word_embedding").label_targets)
     assert targets[0].shape == (4, 384)
     assert torch.allclose(targets[0], targets[1])                        # not the gru's random codes
+
+
+def test_table5_map_repeats_tables_1_2_under_one_spelling():
+    "Each Table 5 mAP_Avg but ResNet-18's is Table 1/2's JR Avg: one backbone spelling lets nb 24 print it once"
+    from fgr_core.plots import load_paper_results
+    p = load_paper_results("fgan", "pascal_sentence")
+    jr = p[p["table"].isin(["Table 1", "Table 2"]) & (p["method"] == "FGAN_JR") & (p["setting"] == "Avg")]
+    jr = jr.groupby("backbone")["value"].agg(set)
+    t5 = p[(p["table"] == "Table 5") & (p["metric"] == "mAP@all")].set_index("backbone")["value"]
+    assert {b: v for b, v in t5.items() if b not in jr} == {"ResNet-18+Doc2Vec": 46.1}
+    assert all(jr[b] == {v} for b, v in t5.items() if b in jr)
