@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_fgan.ipynb #d1d8703d
 from __future__ import annotations
-import dataclasses, warnings
+import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,9 +14,9 @@ from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import check_choice, check_range
-from .backbones import create_image_backbone, imagenet_soft_labels, masked_mean
+from .backbones import create_image_backbone, create_text_encoder, imagenet_soft_labels, masked_mean
 from .divergences import gaussian_kl, symmetric_kl_similarity
-from .metrics import map_all, precision_at_k
+from .metrics import map_all, precision_at_k, queries_with_support
 from .topk import TopKRegionEmbedding, hard_topk_indicators, select_regions
 from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
@@ -283,7 +283,7 @@ def random_pseudo_labels(
 # %% ../nbs/14_fgan.ipynb #6396bef5
 @torch.no_grad()
 def word_embedding_targets(
-    encoder:nn.Module,           # text encoder: `enc(texts)` -> (sentence (C, D), tokens, mask)
+    encoder:nn.Module,           # pretrained text encoder: `enc(texts)` -> (sentence (C, D), tokens, mask)
     class_names:Sequence[str],   # C class names
 )->Tensor:                       # (C, D) rows on the simplex
     "Targets of the word-embedding label space (Table 4): `softmax(sqrt(D) w / ||w||)` of each class name's embedding"
@@ -448,7 +448,9 @@ class FGAN(Method):
         if c.label_space == "word_embedding":
             if not class_names:
                 raise ValueError("label_space='word_embedding' needs class_names (a train_dataset with class_names)")
-            self.register_buffer("label_targets", word_embedding_targets(self.text, class_names))   # (C, D_w)
+            pretrained_text = c.text_encoder == "all_minilm_l6_v2" and c.text_kwargs.get("pretrained", True)
+            words = self.text if pretrained_text else create_text_encoder("all_minilm_l6_v2")   # never an untrained gru
+            self.register_buffer("label_targets", word_embedding_targets(words, class_names))   # (C, D_w)
         n_labels = self.label_targets.shape[1] if c.label_space == "word_embedding" else 1000
         kw = dict(out_dim=c.embed_dim, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,
                   hidden_dim=c.hidden_dim, num_labels=n_labels, variational=c.variational)
@@ -547,12 +549,9 @@ def fgan_retrieval(
     prec_k:int=100,        # Prec@k cut-off
 )->dict[str, float]:       # {"JR/I2T/mAP@all": ..., "JR/T2I/Prec@100": ..., "JR/Avg/mAP@all": ...}
     "Zero-shot cross-modal retrieval scores: image->text and text->image, RE / LD / JR (Eq. 29-32 of FGAN)"
-    keep = torch.isin(query["label"], support["label"])                # queries whose class has a support item
+    keep, gone = queries_with_support(query["label"], support["label"])  # left out (AP undefined), counted, warned
     if not keep.any(): raise ValueError("no query's class has a support item: check the query / support split")
-    if not keep.all():                                                  # their AP would be 0 by definition
-        warnings.warn(f"{int((~keep).sum())} of {len(keep)} queries are left out: their classes "
-                      f"{sorted(set(query['label'][~keep].tolist()))} have no support item")
-        query = {k: v[keep] for k, v in query.items()}
+    if gone: query = {k: v[torch.as_tensor(keep)] for k, v in query.items()}
     out = {}
     for mode in modes:
         for d, (qx, qg, sx, sg) in (("I2T", ("x_v", "g_v", "x_t", "g_t")), ("T2I", ("x_t", "g_t", "x_v", "g_v"))):

@@ -15,8 +15,8 @@ from .core import check_choice
 
 # %% auto #0
 __all__ = ['METRICS', 'RETRIEVAL_METRICS', 'as_float32_embeddings', 'normalize_rows', 'drop_query_ids', 'knn', 'recall_at_k',
-           'precision_at_k', 'prec_at_100', 'map_at_k', 'map_at_r', 'map_all', 'composed_recall_at_k',
-           'evaluate_retrieval', 'evaluate_composed']
+           'precision_at_k', 'prec_at_100', 'map_at_k', 'map_at_r', 'map_all', 'queries_with_support',
+           'composed_recall_at_k', 'evaluate_retrieval', 'evaluate_composed']
 
 # %% ../nbs/02_metrics.ipynb #34bc0d27
 METRICS = ("cosine", "l2", "ip")
@@ -189,6 +189,20 @@ def map_all(
     h = _hits(knn_labels, query_labels)
     N = h.sum(1) if num_relevant is None else _num_relevant(num_relevant, len(h))
     return _reduce(_ap(h, N), reduction)
+
+# %% ../nbs/02_metrics.ipynb #7f3c1a02
+def queries_with_support(
+    query_labels,     # (Q,) class of each query
+    support_labels,   # (G,) class of each support (gallery) item
+    warn:bool=True,   # warn with the number of queries left out and their classes
+)->tuple[np.ndarray, list]: # keep (Q,) bool, True where the query's class has a support item; sorted classes left out
+    "Queries whose class has a support item; the others (no relevant item, AP undefined) are left out and counted"
+    ql, sl = _np(query_labels).reshape(-1), _np(support_labels).reshape(-1)
+    keep = np.isin(ql, sl)
+    gone = sorted(set(ql[~keep].tolist()))
+    if warn and gone:
+        warnings.warn(f"{int((~keep).sum())} of {len(keep)} queries are left out: their classes {gone} have no support item")
+    return keep, gone
 
 # %% ../nbs/02_metrics.ipynb #152f9684
 def _target_matrix(valid_targets, n:int)->np.ndarray:

@@ -191,3 +191,50 @@ def test_repro_notebook_counts_queries_without_support(run_notebook, results_che
     run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "wikipedia", "data_root": str(tmp_path / "data")})
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["sizes"]["excluded_queries"] == 1 and res["sizes"]["query"] == 4 and res["sizes"]["unseen_classes"] == 4
+
+
+def test_word_embedding_space_embeds_class_names_with_a_pretrained_encoder():
+    "Table 4's 'pre-defined label embedding': with the gru (untrained) the class names still get MiniLM's embeddings"
+    targets = []
+    for seed in (0, 1):                                                  # two different random gru initialisations
+        torch.manual_seed(seed)
+        targets.append(create_method("fgan", _Pairs(), **TINY, label_space="word_embedding").label_targets)
+    assert targets[0].shape == (4, 384)
+    assert torch.allclose(targets[0], targets[1])                        # not the gru's random codes
+
+
+def test_table5_map_repeats_tables_1_2_under_one_spelling():
+    "Each Table 5 mAP_Avg but ResNet-18's is Table 1/2's JR Avg: one backbone spelling lets nb 24 print it once"
+    from fgr_core.plots import load_paper_results
+    p = load_paper_results("fgan", "pascal_sentence")
+    jr = p[p["table"].isin(["Table 1", "Table 2"]) & (p["method"] == "FGAN_JR") & (p["setting"] == "Avg")]
+    jr = jr.groupby("backbone")["value"].agg(set)
+    t5 = p[(p["table"] == "Table 5") & (p["metric"] == "mAP@all")].set_index("backbone")["value"]
+    assert {b: v for b, v in t5.items() if b not in jr} == {"ResNet-18+Doc2Vec": 46.1}
+    assert all(jr[b] == {v} for b, v in t5.items() if b in jr)
+
+
+def _nb24_parameters() -> dict:
+    "The defaults of nb 24's parameters cell"
+    nb = json.loads((REPO / "nbs" / "24_fgan_repro.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    ns = {}
+    exec("".join(cell["source"]), ns)
+    return ns
+
+
+def test_glyph_defaults_train_only_the_fge_heads():
+    """Table 5 (7.7-10.2 M trainable parameters with VGG-19, ViT-B or BERT) and the authors' code freeze the base
+    encoders: L_recon's target r_hat then has no trainable input, so detaching it or not makes no difference"""
+    nb, cfg = _nb24_parameters(), yaml.safe_load((REPO / "configs" / "fgan_glyphs.yaml").read_text())["method_args"]
+    assert nb["image_kwargs"] == {"train_stages": 0} and nb["train_text"] is False
+    assert cfg["image_kwargs"]["train_stages"] == 0 and cfg["train_text"] is False
+    args = {**cfg, "image_kwargs": nb["image_kwargs"], "image_size": 32, "n_samples": 4}
+    m = create_method("fgan", _Pairs(), **args).set_pseudo_labels(torch.randn(8, 1000).softmax(-1))
+    base = [p for p in (*m.image.parameters(), *m.text.parameters())]
+    assert not any(p.requires_grad for p in base)
+    b = collate_pairs([_Pairs()[i] for i in range(8)])
+    ov, ot = m.encode_images(b["image"]), m.encode_texts(b["text"])
+    assert not ov["r_hat"].requires_grad and not ot["r_hat"].requires_grad
+    recon = fgla_loss(ov, ot, m.pseudo_labels_of(b))["recon_v"]
+    assert recon.requires_grad                                                       # it still trains the VAE
