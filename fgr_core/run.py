@@ -136,8 +136,8 @@ def make_train_loader(
 )->DataLoader:
     "Training loader whose per-epoch order is a pure function of (seed, epoch), also under DDP"
     rank, world = dist_info()
-    if method is not None: dataset = method.training_set(dataset)
     collate_fn = collate_fn or getattr(dataset, "collate_fn", None) or getattr(method, "collate", None)
+    if method is not None: dataset = method.training_set(dataset)
     w = config.num_workers                            # workers live across epochs; 4 batches each in flight
     kw = dict(num_workers=w, collate_fn=collate_fn, pin_memory=get_device(config.device).type == "cuda",
               persistent_workers=w > 0, prefetch_factor=4 if w else None)
