@@ -429,7 +429,7 @@ def make_eval_fn(self:CIRMethod,
     num_workers:int=0,               # (unused: the triplets are embedded in the main process)
     ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs (paper: 1, 10, 50)
 )->Callable:                         # eval_fn(method) -> {"R@1": ..., "coarse_R@1": ...} fractions
-    "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean over all subsets (Table 1)"
+    "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean over all (Table 1)"
     sets = query if isinstance(query, dict) else {"": query}
     if isinstance(query, dict) and (gallery is not None or not query):
         raise ValueError("make_eval_fn: with a dict of query subsets each is scored against its own .gallery; "

@@ -145,13 +145,16 @@ def test_fashioniq_categories_coarse_and_bad_input(tmp_path):
         create_dataset("fashioniq", "val", root=tmp_path, coarse_words=-1)
 
 
+T16 = test_transform(16)
+
+
 def test_coarse_average_covers_every_category(tmp_path):
     "Like R@K's, the coarse_R@K average is over all FashionIQ categories: left out when one has no coarse query"
     cap = write_fashioniq(tmp_path) / "captions" / "cap.shirt.val.json"
     cats, orig = ("dress", "shirt", "toptee"), cap.read_text()
     m = _method("cir_baseline").eval()
     def scores():
-        sets = {c: create_dataset("fashioniq", "val", root=tmp_path, transform=test_transform(16), categories=[c]) for c in cats}
+        sets = {c: create_dataset("fashioniq", "val", root=tmp_path, transform=T16, categories=[c]) for c in cats}
         return [sum(s.coarse) for s in sets.values()], m.make_eval_fn(sets, ks=[1, 2])(m)
     n, out = scores()
     assert n == [1, 1, 1]
