@@ -429,7 +429,7 @@ def make_eval_fn(self:CIRMethod,
     num_workers:int=0,               # (unused: the triplets are embedded in the main process)
     ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs (paper: 1, 10, 50)
 )->Callable:                         # eval_fn(method) -> {"R@1": ..., "coarse_R@1": ...} fractions
-    "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean (FashionIQ, Table 1)"
+    "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean over all (Table 1)"
     sets = query if isinstance(query, dict) else {"": query}
     if isinstance(query, dict) and (gallery is not None or not query):
         raise ValueError("make_eval_fn: with a dict of query subsets each is scored against its own .gallery; "
@@ -441,7 +441,8 @@ def make_eval_fn(self:CIRMethod,
             for k, v in res.items():
                 if k in ("n_queries", "n_coarse", "ranking"): continue
                 out[f"{name}/{k}" if name else k] = float(v); per.setdefault(k, []).append(float(v))
-        if any(sets): out.update({k: float(np.mean(v)) for k, v in per.items()})   # the paper's "Average" column
+        if any(sets):   # the paper's "Average" column: only for keys every subset has (coarse_R@k needs coarse queries)
+            out.update({k: float(np.mean(v)) for k, v in per.items() if len(v) == len(sets)})
         return out
     return eval_fn
 

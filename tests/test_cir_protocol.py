@@ -145,6 +145,29 @@ def test_fashioniq_categories_coarse_and_bad_input(tmp_path):
         create_dataset("fashioniq", "val", root=tmp_path, coarse_words=-1)
 
 
+T16 = test_transform(16)
+
+
+def test_coarse_average_covers_every_category(tmp_path):
+    "Like R@K's, the coarse_R@K average is over all FashionIQ categories: left out when one has no coarse query"
+    cap = write_fashioniq(tmp_path) / "captions" / "cap.shirt.val.json"
+    cats, orig = ("dress", "shirt", "toptee"), cap.read_text()
+    m = _method("cir_baseline").eval()
+    def scores():
+        sets = {c: create_dataset("fashioniq", "val", root=tmp_path, transform=T16, categories=[c]) for c in cats}
+        return [sum(s.coarse) for s in sets.values()], m.make_eval_fn(sets, ks=[1, 2])(m)
+    n, out = scores()
+    assert n == [1, 1, 1]
+    for k in (1, 2):                                                           # every category has coarse queries
+        assert abs(out[f"coarse_R@{k}"] - sum(out[f"{c}/coarse_R@{k}"] for c in cats) / 3) < 1e-9
+    caps = json.loads(orig); caps[0]["captions"] = ["is a lot darker than this one", "has long sleeves and a collar"]
+    cap.write_text(json.dumps(caps))                                           # shirt: no coarse triplet left
+    n, out = scores()
+    assert n == [1, 0, 1] and "dress/coarse_R@1" in out and "shirt/coarse_R@1" not in out
+    assert not any(k.startswith("coarse_R@") for k in out)                     # no average over 2 of 3 categories
+    assert abs(out["R@2"] - sum(out[f"{c}/R@2"] for c in cats) / 3) < 1e-9
+
+
 FIQ = dict(dataset="fashioniq", test_split="val", image_backbone="small_cnn", pretrained=False, freeze_image=False,
            image_kwargs={"width": 8}, input_size=16, map_dim=0, text_encoder="gru", train_text=True,
            text_kwargs={"dim": 8}, embed_dim=8, compositor="tirg", epochs=2, batch_size=4, seeds=[0], ks=[1, 2],
@@ -162,11 +185,12 @@ def test_cir_repro_fashioniq_fixture(run_notebook, results_checker, tmp_path):
                           ["training_loss", "top5_cir_baseline", "top5_cir_uncertainty"])
     assert res["sizes"]["train"] == 6 and res["sizes"]["test"] == 6
     assert [res["sizes"][f"test_{c}"] for c in cats] == [2, 2, 2] and res["sizes"]["coarse_test"] == 3
+    assert res["sizes"]["coarse_categories"] == 3
     for r in res["runs"]:
         m = r["metrics"]
         for k in ks:                                                         # the average is the mean of the three
             assert abs(m[f"R@{k}"] - sum(m[f"{c}/R@{k}"] for c in cats) / 3) < 1e-6
-            assert f"dress/coarse_R@{k}" in m
+            assert abs(m[f"coarse_R@{k}"] - sum(m[f"{c}/coarse_R@{k}"] for c in cats) / 3) < 1e-6
     table = pd.read_csv(out / "table.csv")
     t1 = table[table["source"] == "CIR-UR Table 1"]
     assert len(t1) == 2 and {"dress/R@10", "toptee/R@50", "R@50"} <= set(table.columns)
