@@ -306,7 +306,7 @@ class FGGANConfig(MethodConfig):
     paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
 
     def check(self):
-        "Runs after the type check. Unset (None) switches: the paper's value under `paper_faithful`, else `DEFAULT_SWITCHES`"
+        "After the type check, unset (None) switches: the paper's value under `paper_faithful`, else `DEFAULT_SWITCHES`"
         for k, paper in PAPER_SETTINGS.items():
             v = getattr(self, k)
             if v is None and k in DEFAULT_SWITCHES:                           # unset: resolved here, once
