@@ -241,7 +241,6 @@ def compcars(
         paths.append(base / "image" / rel); labels.append(remap[rel.parts[:2]]); vws.append(COMPCARS_VIEWS[code])
         attrs.append({"make": rel.parts[0], "model": rel.parts[1], "year": rel.parts[2]})
     ds = CompCarsDataset(paths, labels, ["/".join(m) for m in models], transform, views=vws, attributes=attrs)
-    ds.counts = {"listed": len(rels) + skipped, "images": len(ds), "models": len(models)}   # what the split read
     ds.excluded = {"missing_images": skipped, "other_views": other_views}                   # listed, not kept: why
     return ds
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #270a5fb3
 from __future__ import annotations
-import dataclasses, difflib, fnmatch, inspect, os, random, tempfile, typing
+import dataclasses, difflib, fnmatch, inspect, os, random, tempfile, types, typing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -99,7 +99,10 @@ class Config:
             v = getattr(self, f.name)
             if not _type_ok(v, hints[f.name]):
                 raise ValueError(f"{type(self).__name__}.{f.name}: expected {_type_name(hints[f.name])}, got {v!r}")
-            if hints[f.name] is float and isinstance(v, int): setattr(self, f.name, float(v))
+            union = typing.get_origin(hints[f.name]) in (typing.Union, types.UnionType)
+            kinds = typing.get_args(hints[f.name]) if union else (hints[f.name],)   # float|None: float inside
+            if float in kinds and int not in kinds and isinstance(v, int) and not isinstance(v, bool):
+                setattr(self, f.name, float(v))
             if isinstance(v, list) and tuple in (hints[f.name], typing.get_origin(hints[f.name])): setattr(self, f.name, tuple(v))
         self.check()
 

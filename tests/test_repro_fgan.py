@@ -31,6 +31,11 @@ def _check(out, check, epochs=2):
     for r in res["runs"]:
         assert abs(r["metrics"]["Avg"] - (r["metrics"]["I2T"] + r["metrics"]["T2I"]) / 2) < 1e-9
     assert 0 < res["chance_map"] < 1 and isinstance(res["jr_best"], bool) and "joint retrieval" in res["claim"]
+    assert res["jr_tolerance"] >= 0.5                                                       # nb 30's tie margin
+    assert res["jr_best"] == (res["jr_lead"] > res["jr_tolerance"])                         # a lead within it ties
+    assert ("ties with" in res["claim"]) == (abs(res["jr_lead"]) <= res["jr_tolerance"])
+    grads = {g["term"]: g for g in res["grad_check"]}                         # the figures nb 24's prose quotes
+    assert "FGCL" in grads and all(math.isfinite(g["|grad| on the FGE heads"]) for g in grads.values())
     assert all(0 <= v <= 1 for v in res["seen_mean"].values()) and "JR/Avg/mAP@all" in res["seen_mean"]
     hist = json.loads((out / "fgan_seed0" / "history.json").read_text())
     assert len(hist["train"]) == epochs and all(math.isfinite(h[k]) for h in hist["train"] for k in ("loss", "apn", "aps", "align", "vae"))
