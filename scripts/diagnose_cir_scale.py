@@ -9,7 +9,7 @@ gradient norms of the gamma-weighted terms on f_s. It wraps `fgr_core.cir.total_
     python scripts/diagnose_cir_scale.py                     # all variants, seeds 0 and 1 (about 4 minutes, 2 cores)
     python scripts/diagnose_cir_scale.py --variants ours baseline --seeds 0
 
-Writes `results/cir/scale_diagnostics.json`: per run the final metrics (%), the trainer's per-epoch losses, the per-epoch
+Writes `results/diagnostics/cir_scale.json`: per run the final metrics (%), the trainer's per-epoch losses, the per-epoch
 means of the logged values (empty for the baselines, whose loss does not go through `total_loss`) and the seconds.
 """
 import argparse, json, math, time
@@ -82,7 +82,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--out", type=Path, default=Path("results/cir/scale_diagnostics.json"))
+    ap.add_argument("--out", type=Path, default=Path("results/diagnostics/cir_scale.json"))
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/fgr_cir_diagnostics"), help="run folders (checkpoints off)")
     a = ap.parse_args()
     kw = dataset_kwargs("glyphs_triplets", {})
