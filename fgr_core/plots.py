@@ -234,7 +234,7 @@ def plot_retrieval_gallery(
     fig, axes = plt.subplots(q, k + 1, figsize=(1.3*(k + 1), 1.5*q), squeeze=False)
     for i in range(q):
         axes[i, 0].imshow(to_display(query_images[i], **norm))
-        axes[i, 0].set_title("\n".join(textwrap.wrap((query_titles or ["query"]*q)[i], 24)[:3]), fontsize=6.5)
+        axes[i, 0].set_title(textwrap.fill((query_titles or ["query"]*q)[i], 24, max_lines=4, placeholder=" …"), fontsize=6.5)
         for j in range(k):
             ax, hit = axes[i, j + 1], bool(correct[i, j])
             ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm)); _frame(ax, _HIT if hit else _MISS)

@@ -382,7 +382,7 @@ def _global_moments(x:Tensor, dims:list)->tuple:
     dt, shape = torch.promote_types(x.dtype, torch.float32), (1, -1) + (1,) * (x.ndim - 2)
     with warnings.catch_warnings():   # deprecated for functional collectives, which have no autograd (torch 2.x)
         warnings.simplefilter("ignore", FutureWarning)
-        tot = all_reduce(torch.cat([x.sum(dims, dtype=dt), x.new_tensor([x.numel() // x.shape[1]], dtype=dt)]))
+        tot = all_reduce(torch.cat([x.sum(dims, dtype=dt), torch.full((1,), x.numel() // x.shape[1], dtype=dt, device=x.device)]))
         n = tot[-1].detach()                                                # items per channel, all processes
         mean = (tot[:-1] / n).to(x.dtype)                                   # (C,) global mean
         return mean, all_reduce((x - mean.view(shape)).pow(2).sum(dims, dtype=dt)), n

@@ -9,8 +9,9 @@ gradient norms of the gamma-weighted terms on f_s. It wraps `fgr_core.cir.total_
     python scripts/diagnose_cir_scale.py                     # all variants, seeds 0 and 1 (about 4 minutes, 2 cores)
     python scripts/diagnose_cir_scale.py --variants ours baseline --seeds 0
 
-Writes `results/diagnostics/cir_scale.json`: per run the final metrics (%), the trainer's per-epoch losses, the per-epoch
-means of the logged values (empty for the baselines, whose loss does not go through `total_loss`) and the seconds.
+Writes `results/diagnostics/cir_scale.json`: per run the final metrics (%), the trainer's per-epoch losses, the
+per-epoch means of the logged values (empty for the baselines, whose loss does not go through `total_loss`) and the
+seconds. The baseline and ours runs must reproduce `results/cir/runs.csv` (R@50), else the script stops.
 """
 import argparse, json, math, time
 from pathlib import Path
@@ -48,10 +49,12 @@ def recording_total_loss(records:list, rescale:bool):
             s, lu = float(f_t_hat.std()), f_s @ f_t_hat.T       # lu: (B, B) logits of L_u
             records.append({"gamma": g, "L_u": float(terms["L_u"]), "L_info": float(terms["L_info"]),
                             "nce_hat": float(info_nce(f_s, f_t_hat)), "logit_hat_absmax": float(lu.abs().max()),
-                            "logit_hat_margin": float(lu.diag().mean() - (lu.sum() - lu.diag().sum()) / (len(lu) ** 2 - len(lu))),
+                            "logit_hat_margin": float(lu.diag().mean()
+                                                      - (lu.sum() - lu.diag().sum()) / (len(lu) ** 2 - len(lu))),
                             "logit_clean_absmax": float((f_s @ f_t.T).abs().max()),
                             "norm_hat": float(f_t_hat.norm(dim=1).mean()), "norm_t": float(f_t.norm(dim=1).mean()),
-                            "s": s, "w_nce": 0.5 * math.exp(-s), "grad_u": float(g_u.norm()), "grad_info": float(g_i.norm()),
+                            "s": s, "w_nce": 0.5 * math.exp(-s),
+                            "grad_u": float(g_u.norm()), "grad_info": float(g_i.norm()),
                             "cos_hat_t": float(torch.nn.functional.cosine_similarity(f_t_hat, f_t, dim=1).mean())})
         return loss, terms
     return wrapped
@@ -65,9 +68,11 @@ def run(name:str, seed:int, train_set, test_set, scratch:Path)->dict:
     cir.total_loss = recording_total_loss(records, rescale=name == "ours_rescaled")
     try:
         seed_everything(seed)
-        method = create_method(method_name, train_dataset=train_set, **(DEFAULTS | over), image_kwargs={"memo": MEMO}, seed=seed)
+        method = create_method(method_name, train_dataset=train_set, **(DEFAULTS | over), image_kwargs={"memo": MEMO},
+                               seed=seed)
         loader = DataLoader(train_set, batch_size=32, shuffle=True, drop_last=True, collate_fn=cir.collate_triplets)
-        cfg = TrainConfig(epochs=8, lr=1e-3, optimizer="adamw", weight_decay=1e-4, batch_size=32, device="cpu", seed=seed,
+        cfg = TrainConfig(epochs=8, lr=1e-3, optimizer="adamw", weight_decay=1e-4, batch_size=32, device="cpu",
+                          seed=seed,
                           schedule="cosine", checkpoint_every_epochs=0, eval_every=0, progress=False, log_every=1000,
                           out_dir=str(scratch / f"{name}_seed{seed}"))
         t0 = time.time()
@@ -75,7 +80,7 @@ def run(name:str, seed:int, train_set, test_set, scratch:Path)->dict:
     finally: cir.total_loss = total_loss
     steps = pd.DataFrame(records).assign(epoch=lambda d: np.arange(len(d)) // len(loader))
     return {"metrics": {k: round(100 * v, 2) for k, v in last_eval(hist).items() if isinstance(v, float)},
-            "losses": [{k: round(v, 3) for k, v in row.items()} for row in hist["train"]],   # the trainer's per-epoch log
+            "losses": [{k: round(v, 3) for k, v in row.items()} for row in hist["train"]],   # trainer's per-epoch log
             "per_epoch": steps.groupby("epoch").mean().round(3).to_dict("index"), "seconds": round(time.time() - t0)}
 
 if __name__ == "__main__":
@@ -83,15 +88,21 @@ if __name__ == "__main__":
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--out", type=Path, default=Path("results/diagnostics/cir_scale.json"))
-    ap.add_argument("--scratch", type=Path, default=Path("/tmp/fgr_cir_diagnostics"), help="run folders (checkpoints off)")
+    ap.add_argument("--scratch", type=Path, default=Path("/tmp/fgr_cir_diagnostics"),
+                    help="run folders (checkpoints off)")
     a = ap.parse_args()
     kw = dataset_kwargs("glyphs_triplets", {})
     train_set, test_set = (create_dataset("glyphs_triplets", s, **kw) for s in ("train", "test"))
+    stored = pd.read_csv("results/cir/runs.csv")   # the glyph default's runs: the script must reproduce them
     out = {}
     for name in a.variants:
         for seed in a.seeds:
             out[f"{name}_seed{seed}"] = r = run(name, seed, train_set, test_set, a.scratch)
             print(f"{name} seed {seed}: R@50 {r['metrics']['R@50']}, coarse R@50 {r['metrics'].get('coarse_R@50')}, "
                   f"{r['seconds']} s", flush=True)
+            same = stored[(stored.method == VARIANTS[name][0]) & (stored.seed == seed) & (name in ("baseline", "ours"))]
+            if len(same) and abs(float(same["R@50"].iloc[0]) - r["metrics"]["R@50"]) > 0.01:   # DEFAULTS drifted
+                raise SystemExit(f"{name} seed {seed}: R@50 {r['metrics']['R@50']} differs from results/cir/runs.csv "
+                                 f"({float(same['R@50'].iloc[0]):.2f}); update DEFAULTS to 23's parameters")
             with atomic_write(a.out, "w") as f: json.dump(out, f, indent=1)
     print(pd.DataFrame({k: v["metrics"] for k, v in out.items()}).T.to_string())
