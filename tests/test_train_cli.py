@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 STANDIN = textwrap.dedent('''
     import dataclasses, torch, torch.nn as nn, torch.nn.functional as F
-    from fgr_core.train import Method, MethodConfig, num_classes_of, register_method
+    from fgr_core.method import Method, MethodConfig, num_classes_of, register_method
 
     @dataclasses.dataclass
     class StandinConfig(MethodConfig):
@@ -122,7 +122,7 @@ def test_glyph_configs_run(name, tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_every_config_is_valid(name):
     "Each config loads, names a registered method, and its method_args are fields of that method's config class"
-    from fgr_core.train import METHODS
+    from fgr_core.method import METHODS
     run = load_run_config(REPO / "configs" / name)
     config = METHODS.get(run.method).config(**run.method_args)
     assert config.pretrained is True and isinstance(config.image_backbone, str)
