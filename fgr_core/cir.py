@@ -16,7 +16,7 @@ from .core import Config, Registry, check_choice, check_range
 from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule, scale_features
-from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
+from .method import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
 # %% auto #0
 __all__ = ['compositors', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor', 'create_compositor',

@@ -14,8 +14,9 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .core import Config, atomic_write, check_choice, check_range, get_device, seed_everything
-from .train import (METHODS, Method, NonFiniteLossError, TrainConfig, Trainer, create_method, dist_info,
-                            init_distributed)
+from .distributed import dist_info, init_distributed
+from .method import METHODS, Method, create_method
+from .train import NonFiniteLossError, TrainConfig, Trainer
 
 # %% auto #0
 __all__ = ['TRANSFORM_KINDS', 'EXPERIMENT_KEYS', 'DataConfig', 'EvalConfig', 'make_transform', 'yaml_load', 'override_pairs',

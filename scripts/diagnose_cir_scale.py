@@ -21,7 +21,8 @@ import fgr_core.cir as cir
 from fgr_core.core import atomic_write, seed_everything
 from fgr_core.data import create_dataset
 from fgr_core.repro import dataset_kwargs, last_eval
-from fgr_core.train import Trainer, TrainConfig, create_method
+from fgr_core.method import create_method
+from fgr_core.train import Trainer, TrainConfig
 from fgr_core.uncertainty import info_nce, uncertainty_loss
 
 VARIANTS = {   # name -> (registered method, overrides of 23's defaults)

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fgr_core import train as fgr_train
+from fgr_core import feed as fgr_train   # step_generator reads the rank from here
 from fgr_core.cir import CIRConfig, collate_triplets
 from fgr_core.data import create_dataset, test_transform
-from fgr_core.train import create_method
+from fgr_core.method import create_method
 from fgr_core.uncertainty import info_nce
 from fgr_core.benchmarks import DatasetFormatError
 
