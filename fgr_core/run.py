@@ -12,13 +12,14 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .core import Config, atomic_write, check_choice, check_range, get_device, seed_everything
+from .core import (Config, atomic_write, check_choice, check_range, get_device, read_yaml, seed_everything,
+                           user_error_message, yaml_load)
 from .train import (METHODS, Method, NonFiniteLossError, TrainConfig, Trainer, create_method, dist_info,
                             init_distributed)
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'DataConfig', 'EvalConfig', 'RunConfig', 'yaml_load', 'apply_overrides', 'load_run_config',
-           'make_train_loader', 'build_datasets', 'run_training', 'main']
+__all__ = ['RUN_KEYS', 'DataConfig', 'EvalConfig', 'RunConfig', 'apply_overrides', 'load_run_config', 'make_train_loader',
+           'build_datasets', 'run_training', 'main']
 
 # %% ../nbs/09b_run.ipynb #143f93a3
 @dataclasses.dataclass
@@ -62,16 +63,6 @@ class RunConfig:
 # %% ../nbs/09b_run.ipynb #33e9453c
 RUN_KEYS = ("method", "method_args", "imports", "data", "train", "eval")
 
-class _Loader(yaml.SafeLoader):
-    "YAML safe loader that also reads `1e-4` (no dot) as a float, as YAML 1.2 does"
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", __import__("re").compile(
-    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
-
-def yaml_load(text:str)->Any:
-    "Parse YAML safely (`1e-4` is a float)"
-    return yaml.load(text, Loader=_Loader)
-
 def _parse_value(text:str)->Any:
     try: return yaml_load(text)
     except yaml.YAMLError: return text
@@ -102,8 +93,7 @@ def load_run_config(
     if isinstance(source, dict): raw = source
     else:
         path = Path(source)
-        if not path.is_file(): raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        raw = yaml_load(path.read_text()) or {}
+        raw = read_yaml(path) or {}                     # a syntax error names the file and line
         if not isinstance(raw, dict): raise ValueError(f"{path}: expected a mapping with keys {', '.join(RUN_KEYS)}, got {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides))
     for k in raw:
@@ -173,16 +163,15 @@ def run_training(
     rank, world = init_distributed(run.train.device)
     for mod in list(run.imports) + list(extra_imports): importlib.import_module(mod)
     seed_everything(run.train.seed, run.train.deterministic)
+    METHODS.get(run.method)                         # an unknown method is named as such, not blamed on method_args
     train_ds, query_ds, gallery_ds = build_datasets(run.data)
     try: method = create_method(run.method, train_ds, **run.method_args)
     except KeyError as e: raise KeyError(f"method_args: {e.args[0] if e.args else e}") from None
     loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, method=method)
     eval_fn = None if query_ds is None else method.make_eval_fn(
         query_ds, gallery_ds, batch_size=run.eval.batch_size, num_workers=run.train.num_workers, **run.eval.args)
-    out = Path(run.train.out_dir)
-    if rank == 0:
-        with atomic_write(out / "config.yaml", "w") as f: yaml.safe_dump(run.to_dict(), f, sort_keys=False)
-    hist = (trainer_cls or Trainer)(method, loader, run.train, eval_fn=eval_fn).fit()
+    out = Path(run.train.out_dir)                   # the Trainer writes config.yaml once the folder is its own
+    hist = (trainer_cls or Trainer)(method, loader, run.train, eval_fn=eval_fn, run_config=run.to_dict()).fit()
     result = {"method": run.method, "dataset": run.data.dataset, "world_size": world,
               "metrics": {k: v for k, v in hist["eval"][-1].items() if k not in ("epoch", "step")} if hist["eval"] else {},
               "history": hist}
@@ -199,13 +188,19 @@ def main(argv:list|None=None)->int:
     p.add_argument("--method-module", action="append", default=[], metavar="MODULE", help="import MODULE first (registers methods; repeatable)")
     p.add_argument("--out-dir", help="shorthand for --set train.out_dir=...")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--allow-imports", action="store_true", help="let the config's `imports:` import modules (runs their code)")
     a = p.parse_args(argv)
     try:
         run = load_run_config(a.config, a.set + ([f"train.out_dir={a.out_dir}"] if a.out_dir else []))
         if a.print_config: print(yaml.safe_dump(run.to_dict(), sort_keys=False)); return 0
+        if run.imports and not a.allow_imports:
+            raise ValueError(f"config {a.config!r} has imports: {run.imports}; importing a module runs its code, so a "
+                             "config from elsewhere could run anything. Pass --allow-imports if you trust it")
         res = run_training(run, a.method_module); rank = dist_info()[0]
-    except (ValueError, KeyError, FileNotFoundError, NonFiniteLossError) as e:
-        print(f"fgr-train: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr); return 2 if not isinstance(e, NonFiniteLossError) else 1
+    except Exception as e:
+        msg = user_error_message(e)
+        if msg is None: raise                        # a bug: the traceback says where
+        print(f"fgr-train: error: {msg}", file=sys.stderr); return 1 if isinstance(e, NonFiniteLossError) else 2
     finally:
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     if rank == 0: print(json.dumps(res["metrics"]))
