@@ -832,6 +832,14 @@ def _claim(self:Trainer, resume:Path|None):
         for t in folder.glob(".*.tmp"): t.unlink()
 
 @patch
+def _check_first_item(self:Trainer):
+    "The method's `check_batch(batch)`, if it has one, on a batch of the first training item: disagreeing settings fail now"
+    check = getattr(self.method, "check_batch", None)
+    if check is None or not len(self.train_loader.dataset): return
+    with _kept_rngs(): item = self.train_loader.dataset[0]   # loading it draws no number of the run
+    check((self.train_loader.collate_fn or torch.utils.data.default_collate)([item]))
+
+@patch
 def setup(self:Trainer):
     "Claim out_dir, check a checkpoint (`resume`) against this run, attach, seed, build optimizers, restore, open the log"
     cfg, m = self.config, self.method
@@ -844,6 +852,7 @@ def setup(self:Trainer):
     state = load_checkpoint(resume, map_location="cpu") if resume is not None else None   # RNG states must stay on the CPU
     self._continued = None
     if state is not None: self._check_resume(state, resume)   # a different run is refused before anything is written
+    self._check_first_item()
     if resume is None: seed_everything(cfg.seed, cfg.deterministic)
     m.to(self.device)
     cl = self.device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
