@@ -650,10 +650,12 @@ def _close_log(self:Trainer):
 RUN_FILES = ("config.yaml", "log.csv", "history.json", "metrics.json", "checkpoints/last.pt", "tb")  # what a run leaves
 _LOCK_NAME = ".fgr-run.lock"
 
-def _lock_out_dir(folder:Path)->tuple:
+def _lock_out_dir(folder:Path)->tuple|None:
     "(fd, path) of `folder`'s lock file, held with `flock` (the kernel frees it when the process dies); busy: ValueError"
-    import fcntl
     folder.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError:                                  # no flock (Windows): the folder is not guarded
+        warnings.warn(f"out_dir {str(folder)!r} cannot be locked on this system (no fcntl): run one run at a time"); return None
     path = folder / _LOCK_NAME
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
