@@ -4,9 +4,9 @@
 
 # %% ../nbs/09_train.ipynb #05f3eb95
 from __future__ import annotations
-import contextlib, csv, dataclasses, json, random, warnings
+import contextlib, copy, csv, dataclasses, json, math, os, random, shutil, socket, time, warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn, Tensor
 from torch.utils.data import DataLoader
 from fastcore.basics import patch
+import yaml
 from tqdm.auto import tqdm
 
 from .core import (Config, atomic_write, check_choice, check_range, get_device, load_checkpoint, save_checkpoint,
@@ -23,7 +24,8 @@ from .feed import epoch_batches, epoch_feed, to_device
 from .method import Method
 
 # %% auto #0
-__all__ = ['TrainConfig', 'resolve_amp', 'fastest_autocast', 'NonFiniteLossError', 'Trainer']
+__all__ = ['RUN_FILES', 'RESUME_NEUTRAL', 'TrainConfig', 'resolve_amp', 'fastest_autocast', 'NonFiniteLossError', 'Trainer',
+           'run_differences']
 
 # %% ../nbs/09_train.ipynb #6f31b189
 @dataclasses.dataclass
@@ -53,7 +55,8 @@ class TrainConfig(Config):
     deterministic:bool=False      # ask torch for deterministic kernels
     log_every:int=10              # log the losses every N steps
     tensorboard:bool=False        # also write TensorBoard events to out_dir/tb
-    out_dir:str="runs/fgr"        # logs, checkpoints and results
+    out_dir:str="runs/fgr"        # logs, checkpoints and results (one run at a time: see "One run, one folder")
+    overwrite:bool=False          # a fresh run into an out_dir holding an earlier run's files deletes them (else refused)
     num_workers:int=0             # DataLoader workers of CLI-built loaders (kept across epochs)
     progress:bool=True            # tqdm progress bars
     sync_bn:bool=False            # under DDP, BatchNorm layers use the statistics of the global batch (SyncBatchNorm)
@@ -72,6 +75,8 @@ class TrainConfig(Config):
         check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
         for f in ("eval_every", "checkpoint_every_epochs", "checkpoint_every_steps", "seed", "num_workers"): check_range(f, getattr(self, f), 0)
         check_range("log_every", self.log_every, 1)
+        for f in ("lr", "weight_decay", "grad_clip", "warmup_epochs", "gamma"):
+            if not math.isfinite(getattr(self, f)): raise ValueError(f"{f}: expected a finite number, got {getattr(self, f)!r}")
         if self.channels_last not in (True, False, "auto"):
             raise ValueError(f"channels_last: expected True, False or 'auto', got {self.channels_last!r}")
         if not isinstance(self.device, str) or not self.device: raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
@@ -122,11 +127,17 @@ class Trainer:
         config:TrainConfig|None=None,   # hyper-parameters; default `TrainConfig()`
         eval_fn:Callable|None=None,     # eval_fn(method) -> dict of metrics, e.g. `make_retrieval_eval(...)`
         out_dir:str|Path|None=None,     # overrides `config.out_dir`
+        run_config:dict|None=None,      # the whole resolved run (method, method_args, data, train, eval) as plain data:
+                                        # stored in checkpoints, compared on resume, written to out_dir/config.yaml
     ):
         if not isinstance(method, Method): raise ValueError(f"method must be a fgr_core.method.Method, got {type(method).__name__}")
         self.config = config or TrainConfig()
         if not isinstance(self.config, TrainConfig): raise ValueError(f"config must be a TrainConfig, got {type(self.config).__name__}")
         self.method, self.train_loader, self.eval_fn = method, train_loader, eval_fn
+        if run_config is not None and not isinstance(run_config, dict):
+            raise ValueError(f"run_config must be a dict of plain values, got {type(run_config).__name__}")
+        try: self.run_config = None if run_config is None else json.loads(json.dumps(run_config))
+        except (TypeError, ValueError) as e: raise ValueError(f"run_config must hold only plain values (JSON): {e}") from None
         self.out_dir = Path(out_dir if out_dir is not None else self.config.out_dir)
         self.rank, self.world = dist_info()
         self.device = get_device(self.config.device)
@@ -135,7 +146,7 @@ class Trainer:
         self.optimizers, self.schedulers, self.history = {}, {}, {"train": [], "eval": []}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.last_checkpoint:Path|None = None
-        self._tb = None
+        self._tb = self._lock = None
 
     @property
     def is_main(self)->bool: return self.rank == 0
@@ -239,8 +250,41 @@ def log_values(self:Trainer, values:dict):
 
 @patch
 def _close_log(self:Trainer):
+    "Close the log (and TensorBoard) and give the out_dir lock back"
     if getattr(self, "_log_file", None) is not None: self._log_file.close(); self._log_file = None
     if self._tb is not None: self._tb.close(); self._tb = None
+    if self._lock is not None: _unlock(self._lock); self._lock = None
+
+RUN_FILES = ("config.yaml", "log.csv", "history.json", "metrics.json", "checkpoints/last.pt", "tb")  # what a run leaves
+_LOCK_NAME = ".fgr-run.lock"
+
+def _lock_out_dir(folder:Path)->tuple|None:
+    "(fd, path) of `folder`'s lock file, held with `flock` (the kernel frees it when the process dies); busy: ValueError"
+    folder.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError:                                  # no flock (Windows): the folder is not guarded
+        warnings.warn(f"out_dir {str(folder)!r} cannot be locked on this system (no fcntl): run one run at a time"); return None
+    path = folder / _LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"; os.close(fd)
+            raise ValueError(f"out_dir {str(folder)!r} is in use by another run ({holder}); wait for it to end or "
+                             f"choose another out_dir; nothing was changed") from None
+        try: same = os.fstat(fd).st_ino == os.stat(path).st_ino   # not a file its last holder had just removed
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+    return fd, path
+
+def _unlock(lock:tuple):
+    fd, path = lock
+    try: os.unlink(path)        # removed while still held: a waiting run then sees a fresh file
+    except FileNotFoundError: pass
+    os.close(fd)
 
 # %% ../nbs/09_train.ipynb #fb081f84
 def _rng_state()->dict:
@@ -273,6 +317,8 @@ def state(self:Trainer)->dict:
             "epoch": self.epoch, "batch_in_epoch": self._pos, "global_step": self.global_step,
             "sums": dict(self._sums), "count": self._count, "history": json.loads(json.dumps(self.history)),
             "log_rows": self._log_rows, "rng": rngs, "world_size": self.world, "config": self.config.to_dict(),
+            "run_config": self.run_record(), "device": self.device.type,
+            "amp": None if self._probe_amp else _AMP_NAMES[self.amp_dtype],   # None: auto, not decided yet
             "data_order": {"seed": self.config.seed, "epoch": self.epoch, "batches_consumed": self._pos, "batches_per_epoch": len(self.train_loader)}}
 
 @patch
@@ -285,6 +331,59 @@ def save_checkpoint(self:Trainer)->Path:
     self.last_checkpoint = self.checkpoint_path
     return self.checkpoint_path
 
+_AMP_NAMES = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
+RESUME_NEUTRAL = ("train.resume", "train.out_dir", "train.overwrite", "train.progress", "train.tensorboard",
+                  "train.num_workers", "train.log_every", "train.checkpoint_every_epochs", "train.checkpoint_every_steps")
+
+@patch
+def run_record(self:Trainer)->dict:
+    "The resolved run as plain data: `run_config` with this trainer's `TrainConfig` as its `train` section"
+    train = {**self.config.to_dict(), "out_dir": str(self.out_dir)}
+    return {**self.run_config, "train": train} if self.run_config is not None else {"train": train}
+
+def _flat(d:dict, at:str="")->dict:
+    "Nested dicts as {dotted key: value}"
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out.update(_flat(v, f"{at}{k}."))
+        else: out[f"{at}{k}"] = v
+    return out
+
+def run_differences(
+    old:dict,   # the checkpoint's run record
+    new:dict,   # this run's
+)->list[str]:   # "key: old -> new" for every setting that changes the run (`RESUME_NEUTRAL` and train.epochs aside)
+    "Settings in which two run records differ; only the `train` section when `old` has no other (older checkpoints)"
+    a, b = _flat(old), _flat(new)
+    if set(old) == {"train"}: b = {k: v for k, v in b.items() if k.startswith("train.")}
+    gone = "(not set)"
+    return [f"{k}: {a.get(k, gone)!r} -> {b.get(k, gone)!r}" for k in sorted(set(a) | set(b))
+            if k not in RESUME_NEUTRAL and k != "train.epochs" and a.get(k, gone) != b.get(k, gone)]
+
+@patch
+def _check_resume(self:Trainer, s:dict, path:Path):
+    "Refuse a checkpoint written by a different run (each differing setting named); allow more epochs (a continuation)"
+    old = s.get("run_config") or {"train": s["config"]}
+    why = run_differences(old, self.run_record())
+    if s["world_size"] != self.world: why.append(f"world size (processes): {s['world_size']} -> {self.world}")
+    if s.get("device", self.device.type) != self.device.type: why.append(f"device type: {s['device']!r} -> {self.device.type!r}")
+    done = s["epoch"] + (s["batch_in_epoch"] > 0)          # epochs the checkpoint has started
+    if self.config.epochs < done: why.append(f"train.epochs: {old['train']['epochs']} -> {self.config.epochs} "
+                                             f"(the checkpoint has already reached epoch {done})")
+    if why:
+        raise ValueError(f"resume: {str(path)!r} was written by a different run; these settings differ "
+                         f"(checkpoint -> now): {'; '.join(why)}. Resume with the checkpoint's settings (only "
+                         "train.epochs may grow), or start a new run in another out_dir; nothing was changed")
+    was = old["train"]["epochs"]
+    self._continued = None if was == self.config.epochs else (was, self.config.epochs)
+
+def _rebuilt_schedule(sch, state:dict):
+    "Load a scheduler's counters but keep its freshly built lr factors (new length), and set the lr they give now"
+    if "lr_lambdas" not in state: sch.load_state_dict(state); return   # not a LambdaLR: restored as saved
+    sch.load_state_dict({**state, "lr_lambdas": [None] * len(state["lr_lambdas"])})
+    for g, base, f in zip(sch.optimizer.param_groups, sch.base_lrs, sch.lr_lambdas): g["lr"] = base * f(sch.last_epoch)
+    sch._last_lr = [g["lr"] for g in sch.optimizer.param_groups]
+
 @patch
 def _load_state(self:Trainer, s:dict):
     "Restore a checkpoint's state (after optimizers and schedulers exist)"
@@ -296,21 +395,74 @@ def _load_state(self:Trainer, s:dict):
     if 0 < self._pos: self.method.on_epoch_start(self.epoch)   # recompute hook attributes, then overwrite module state
     self.method.load_state_dict(s["method"])
     for k, o in self.optimizers.items(): o.load_state_dict(s["optimizers"][k])
-    for k, sch in self.schedulers.items(): sch.load_state_dict(s["schedulers"][k])
+    for k, sch in self.schedulers.items():
+        if self._continued: _rebuilt_schedule(sch, s["schedulers"][k])   # more epochs: the schedule spans them all
+        else: sch.load_state_dict(s["schedulers"][k])
     self.scaler.load_state_dict(s["scaler"])
     self._sums, self._count, self.history = dict(s["sums"]), s["count"], s["history"]
-    _set_rng_state(s["rng"][self.rank if len(s["rng"]) == self.world else 0])
+    if s.get("amp") is not None:                       # precision as chosen when the run started (amp="auto")
+        self.amp_dtype, self._probe_amp = {v: k for k, v in _AMP_NAMES.items()}[s["amp"]], False
+    _set_rng_state(s["rng"][self.rank])
+    if self._continued:
+        was, now = self._continued
+        self.history.setdefault("continued", []).append({"step": self.global_step, "epoch": self.epoch, "epochs": [was, now],
+                                                        "schedule": "rebuilt for the new number of epochs"})
+        if self.is_main: warnings.warn(f"resume: train.epochs {was} -> {now}: continuing at step {self.global_step} "
+                                       f"with the lr schedule rebuilt for {now} epochs (recorded in history.json)")
 
 # %% ../nbs/09_train.ipynb #6440c5df
 @patch
+def _claim_out_dir(self:Trainer, resume:Path|None):
+    "Lock out_dir (process 0); refuse an earlier run's files unless resuming its checkpoint or `overwrite`; drop stale temporaries"
+    err = None
+    if self.is_main:
+        try: self._claim(resume)
+        except (ValueError, OSError) as e:
+            err = e
+            if self._lock is not None: _unlock(self._lock); self._lock = None
+    if self.world > 1:                                  # every process gets process 0's verdict
+        box = [None if err is None else str(err)]; dist.broadcast_object_list(box, 0)
+        if err is None and box[0] is not None: raise ValueError(f"process 0: {box[0]}")
+    if err is not None: raise err
+
+@patch
+def _claim(self:Trainer, resume:Path|None):
+    out = self.out_dir
+    self._lock = _lock_out_dir(out)
+    earlier = [n for n in RUN_FILES if (out / n).exists()]
+    if earlier and not (resume is not None and resume.resolve() == self.checkpoint_path.resolve()):
+        if not self.config.overwrite:
+            none = " but no checkpoint to resume" if self.config.resume is True else ""
+            raise ValueError(f"out_dir {str(out)!r} holds an earlier run's files ({', '.join(earlier)}){none}; continue "
+                             "it with train.resume=true, replace it with train.overwrite=true, or choose another "
+                             "out_dir; nothing was changed")
+        for n in earlier: shutil.rmtree(out / n) if (out / n).is_dir() else (out / n).unlink()
+        warnings.warn(f"overwrite: removed the earlier run's {', '.join(earlier)} from {str(out)!r}")
+    for folder in (out, out / "checkpoints"):           # left by a process killed while writing (see `atomic_write`)
+        for t in folder.glob(".*.tmp"): t.unlink()
+
+@patch
+def _check_first_item(self:Trainer):
+    "The method's `check_batch(batch)`, if it has one, on a batch of the first training item: disagreeing settings fail now"
+    check = getattr(self.method, "check_batch", None)
+    if check is None or not len(self.train_loader.dataset): return
+    with _kept_rngs(): item = self.train_loader.dataset[0]   # loading it draws no number of the run
+    check((self.train_loader.collate_fn or torch.utils.data.default_collate)([item]))
+
+@patch
 def setup(self:Trainer):
-    "Attach the method, seed (fresh runs), build optimizers and schedulers, restore a checkpoint (`resume`), open the log"
+    "Claim out_dir, check a checkpoint (`resume`) against this run, attach, seed, build optimizers, restore, open the log"
     cfg, m = self.config, self.method
     m.trainer = self
     resume = self.checkpoint_path if cfg.resume is True else Path(cfg.resume) if cfg.resume else None
     if resume is not None and not resume.is_file():
         if cfg.resume is not True: raise FileNotFoundError(f"resume: checkpoint {str(resume)!r} does not exist")
         resume = None                                   # resume=True with nothing to resume: start fresh
+    self._claim_out_dir(resume)
+    state = load_checkpoint(resume, map_location="cpu") if resume is not None else None   # RNG states must stay on the CPU
+    self._continued = None
+    if state is not None: self._check_resume(state, resume)   # a different run is refused before anything is written
+    self._check_first_item()
     if resume is None: seed_everything(cfg.seed, cfg.deterministic)
     m.to(self.device)
     cl = self.device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
@@ -328,9 +480,10 @@ def setup(self:Trainer):
     self.schedulers = m.configure_schedulers(self.optimizers, len(self.train_loader)) or {}
     self._pos, self._sums, self._count, self._pending, self._last_losses = 0, {}, 0, [], {}
     self.history = {"train": [], "eval": []}
-    state = load_checkpoint(resume, map_location="cpu") if resume is not None else None   # RNG states must stay on the CPU
     if state is not None: self._load_state(state); self.last_checkpoint = resume
     self._open_log(state["log_rows"] if state else None)
+    if self.is_main and self.run_config is not None:    # what this run is (after a continuation: its new length)
+        with atomic_write(self.out_dir / "config.yaml", "w") as f: yaml.safe_dump(self.run_record(), f, sort_keys=False)
 
 @patch
 def _train_step(self:Trainer, batch):
@@ -377,8 +530,8 @@ def evaluate(self:Trainer)->dict[str, float]:
 def fit(self:Trainer)->dict:
     "Train for `config.epochs` (continuing a checkpoint when `resume`); returns the history {'train': [...], 'eval': [...]}"
     cfg = self.config
-    self.setup()
     try:
+        self.setup()
         while self.epoch < cfg.epochs:
             e = self.epoch
             batches = epoch_batches(self.train_loader, cfg.seed, e)
@@ -411,7 +564,7 @@ def fit(self:Trainer)->dict:
             self.epoch, self._pos, self._sums, self._count = e + 1, 0, {}, 0
             if (cfg.checkpoint_every_epochs and self.epoch % cfg.checkpoint_every_epochs == 0) or self.epoch == cfg.epochs:
                 self.save_checkpoint()
-    finally: self._close_log()
-    if self.is_main:
-        with atomic_write(self.out_dir / "history.json", "w") as f: json.dump(self.history, f, indent=1)
+        if self.is_main:
+            with atomic_write(self.out_dir / "history.json", "w") as f: json.dump(self.history, f, indent=1)
+    finally: self._close_log()                          # the log closed and out_dir unlocked, whatever happened
     return self.history
