@@ -266,8 +266,8 @@ def load_experiment(
     imports = raw.get("imports") or []
     if isinstance(imports, str): imports = [imports]
     if imports and not allow_imports:
-        raise ValueError(f"config: imports {imports} would run code from those modules; pass --allow-imports "
-                         "(fgr-train) or allow_imports=True if you trust this config")
+        raise ValueError(f"config {src or 'mapping'!r} has imports: {imports}; importing a module runs its code, so a "
+                         "config from elsewhere could run anything. Pass --allow-imports (fgr-train) or allow_imports=True if you trust it")
     for mod in imports: importlib.import_module(mod)
     methods = raw.get("methods")
     if isinstance(methods, str): methods = [methods]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .core import (Config, atomic_write, check_choice, check_range, get_device, load_checkpoint, save_checkpoint,
                            seed_everything)
 from .distributed import all_reduce_grads, broadcast_buffers, convert_sync_batchnorm, dist_info, gather_actnorm_init
-from .feed import epoch_batches, epoch_feed, to_device
+from .feed import _kept_rngs, epoch_batches, epoch_feed, to_device
 from .method import Method
 
 # %% auto #0

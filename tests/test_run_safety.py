@@ -16,7 +16,8 @@ from fgr_core.benchmarks import DatasetFormatError
 from fgr_core.core import load_checkpoint, save_checkpoint, user_error_message
 from fgr_core.data import create_dataset, test_transform
 from fgr_core.run import main
-from fgr_core.train import LRFactor, Method, TrainConfig, Trainer
+from fgr_core.method import LRFactor, Method
+from fgr_core.train import TrainConfig, Trainer
 from official_fixtures import (write_cars, write_compcars, write_cub, write_fashion200k, write_fashioniq, write_inshop,
                                write_shoes, write_sop, write_wikipedia)
 from test_train_cli import CONFIG, STANDIN
@@ -212,15 +213,15 @@ def cli(tmp_path, monkeypatch, capsys):
 
 
 def test_disk_full_is_one_line_and_keeps_the_last_checkpoint(cli, tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    assert cli("--out-dir", str(out))[0] == 0
+    assert cli("--out-dir", str(tmp_path / "out"))[0] == 0
+    out = tmp_path / "out" / "standin_linear_seed0"                 # the experiment's one run
     before = (out / "checkpoints" / "last.pt").read_bytes()
     real = os.fsync
     def full(fd):                                  # the disk fills up while the next checkpoint is written
         if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}"): raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd)
     monkeypatch.setattr(os, "fsync", full)
-    rc, err = cli("--out-dir", str(out), "--set", "train.resume=true", "--set", "train.epochs=2")
+    rc, err = cli("--out-dir", str(tmp_path / "out"), "--set", "train.resume=true", "--set", "train.epochs=2")
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"fgr-train: error: no space left on the device: '{out / 'checkpoints' / 'last.pt'}'; "
                           "nothing was overwritten"), err
@@ -239,7 +240,7 @@ def test_imports_need_the_flag(cli, tmp_path):
 
 
 def test_settings_and_paths_are_one_line(cli, tmp_path):
-    bad = tmp_path / "bad.yaml"; bad.write_text("method: standin_linear\ntrain:\n  lr: [1e-3\n  epochs: 2\n")
+    bad = tmp_path / "bad.yaml"; bad.write_text("methods: [standin_linear]\ntrain:\n  lr: [1e-3\n  epochs: 2\n")
     rc, err = cli(config=bad)
     assert rc == 2 and f"config file '{bad}' line 4" in err and "invalid YAML" in err and "<unicode string>" not in err
     (tmp_path / "afile").write_text("x")
@@ -248,7 +249,7 @@ def test_settings_and_paths_are_one_line(cli, tmp_path):
         assert rc == 2 and err.startswith("fgr-train: error: a file stands where a folder is needed: ") and str(out) in err, err
     for setting, msg in (("train.lr=.nan", "lr: expected a number, got nan"),
                          ("train.lr=.inf", "lr: expected a finite number, got inf"),
-                         ("method=gapann", "unknown method 'gapann'; did you mean 'gapan'")):
+                         ("methods=[gapann]", "'gapann' is not a registered method (did you mean 'gapan'")):
         rc, err = cli("--out-dir", str(tmp_path / "o"), "--set", setting)
         assert rc == 2 and msg in err and "method_args" not in err and err.count("\n") == 1, err
     assert user_error_message(OSError(errno.EROFS, "Read-only file system", "/r/log.csv")) == \
