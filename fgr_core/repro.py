@@ -15,7 +15,7 @@ from fastcore.basics import patch
 import fgr_core
 from .core import atomic_write, seed_everything
 from .plots import comparison_table
-from .run import Experiment, build_datasets, load_experiment, train_run
+from .run import Experiment, build_datasets, check_fresh, load_experiment, train_run
 
 # %% auto #0
 __all__ = ['Repro', 'start_repro', 'health_of', 'learned_terms', 'split_metric', 'metric_label', 'long_metrics', 'judge',
@@ -53,6 +53,7 @@ def start_repro(
     if exp.data.dataset not in ("glyphs", "glyphs_triplets", "digits") and not exp.data.root:
         raise ValueError(f"data_root: dataset {exp.data.dataset!r} needs the folder of its official layout "
                          f"(-p data_root /path/to/it), got {exp.data.root!r}")
+    check_fresh([exp.run_config(m, s) for s in exp.seeds for m in exp.methods])
     if show: print(f"# {paper}: {exp.source}, resolved\n" + exp.to_yaml())
     return Repro(paper, exp, main_metric)
 

@@ -17,12 +17,12 @@ from .core import (Config, atomic_write, check_choice, check_range, get_device, 
                            user_error_message, yaml_load)
 from .distributed import dist_info, init_distributed
 from .method import METHODS, Method, create_method
-from .train import NonFiniteLossError, TrainConfig, Trainer
+from .train import RUN_FILES, NonFiniteLossError, TrainConfig, Trainer
 
 # %% auto #0
 __all__ = ['TRANSFORM_KINDS', 'EXPERIMENT_KEYS', 'DataConfig', 'EvalConfig', 'make_transform', 'override_pairs',
            'apply_overrides', 'config_dirs', 'find_config', 'RunConfig', 'run_name', 'Experiment', 'load_experiment',
-           'make_train_loader', 'build_datasets', 'train_run', 'main']
+           'make_train_loader', 'build_datasets', 'train_run', 'check_fresh', 'main']
 
 # %% ../nbs/09b_run.ipynb #f810caed
 @dataclasses.dataclass
@@ -385,6 +385,24 @@ def train_run(
         with atomic_write(out / "metrics.json", "w") as f: json.dump(result, f, indent=1)
     return {**result, "model": method, "out_dir": out}
 
+# %% ../nbs/09b_run.ipynb #310733ac
+def check_fresh(
+    runs:Sequence[RunConfig],   # every run about to train
+):
+    "Refuse, before any run trains, run folders that hold an earlier run's files (unless resume or overwrite)"
+    used = {}
+    for r in runs:
+        out = Path(r.train.out_dir)
+        if r.train.resume or r.train.overwrite or not out.is_dir(): continue
+        found = [n for n in RUN_FILES if (out / n).exists()]
+        if found: used[str(out)] = found
+    if used:
+        first = next(iter(used))
+        raise ValueError(f"train.out_dir: {len(used)} run folder(s) already hold a run, e.g. {first} ({', '.join(used[first])}); "
+                         "nothing was overwritten. Set train.overwrite=true to replace them, train.resume=true to continue, "
+                         "or another train.out_dir")
+
+
 # %% ../nbs/09b_run.ipynb #bad44298
 def main(argv:list|None=None)->int:
     "`fgr-train` / `python -m fgr_core.run`: train an experiment's runs from a YAML config (works under torchrun)"
@@ -402,6 +420,7 @@ def main(argv:list|None=None)->int:
         exp = load_experiment(a.config, a.set + ([f"train.out_dir={a.out_dir}"] if a.out_dir else []), allow_imports=a.allow_imports)
         if a.print_config: print(exp.to_yaml(), end=""); return 0
         runs = [exp.run_config(m, s) for s in exp.seeds for m in exp.methods]
+        check_fresh(runs)
         datasets = build_datasets(exp.data)
         for run in runs:
             res = train_run(run, datasets); rank = dist_info()[0]
