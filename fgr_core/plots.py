@@ -421,6 +421,7 @@ def plot_retrieval_gallery(
         for i in range(q):
             axes[i, 0].imshow(to_display(query_images[i], **norm))
             axes[i, 0].set_title(captions[i], fontsize=8, linespacing=1.1)
+            for s in axes[i, 0].spines.values(): s.set(visible=True, color="0.5", linewidth=0.8)   # the query: a thin grey frame
             for j in range(k):
                 ax, hit = axes[i, j + 1], bool(correct[i, j])
                 ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm)); _frame(ax, _HIT if hit else _MISS)
@@ -451,7 +452,7 @@ def plot_saliency(
     with house_style():
         if ax is None: _, ax = plt.subplots(figsize=(2.6, 2.2), layout="constrained")
         ax.imshow(img); im = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xticks([]); ax.set_yticks([]); ax.spines[:].set_visible(False)
         if title: ax.set_title(title)
         if colorbar:
             cb = ax.figure.colorbar(im, ax=ax, fraction=0.05, pad=0.03, label=label)
@@ -468,7 +469,8 @@ def plot_text_saliency(
     weights = np.asarray(weights, dtype=float)
     if len(weights) != len(words): raise ValueError(f"{len(words)} words but {len(weights)} weights")
     span = np.ptp(weights) or 1.0
-    if ax is None: _, ax = plt.subplots(figsize=(min(0.45*len(words) + 0.5, PAGE_WIDTH_IN), 0.8))
+    if ax is None:
+        with house_style(): _, ax = plt.subplots(figsize=(min(0.45*len(words) + 0.5, PAGE_WIDTH_IN), 0.8))
     ax.axis("off")
     pt = 72 / ax.figure.dpi                                # points per display pixel
     width = ax.get_window_extent().width * pt              # the axes' width in points
@@ -499,9 +501,11 @@ def plot_saliency_rows(
                          f"{[len(images), len(patch_weights), len(words), len(word_weights)]}")
     q = len(images)
     lo = min(float(np.min(np.asarray(w))) for w in patch_weights); hi = max(float(np.max(np.asarray(w))) for w in patch_weights)
+    chars = max(sum(len(w) + 2 for w in ws) for ws in words)             # the longest text, in characters at 9 pt
+    text_w = min(PAGE_WIDTH_IN - 2.0, max(1.5, 0.075*chars))                # its width in inches; longer texts wrap
     with house_style():
-        fig, axes = plt.subplots(q, 2, figsize=(6.0, 1.25*q + 0.3), squeeze=False, layout="constrained",
-                                 gridspec_kw={"width_ratios": [1, 3.2]})
+        fig, axes = plt.subplots(q, 2, figsize=(1.9 + text_w, 1.25*q + 0.3), squeeze=False, layout="constrained",
+                                 gridspec_kw={"width_ratios": [1.25, text_w]})
         for i in range(q):
             plot_saliency(images[i], patch_weights[i], grid, ax=axes[i, 0], normalized=normalized, colorbar=False,
                           vmin=lo, vmax=hi, title=titles[i] if titles else "")
