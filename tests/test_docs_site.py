@@ -106,7 +106,10 @@ _CHECK_JS = """(async () => {
     broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     images: document.images.length, title: document.title,
     wide_math: Array.from(document.querySelectorAll('div.math')).filter(m => m.scrollWidth > m.clientWidth + 2)
-      .map(m => m.textContent.slice(0, 60))});
+      .map(m => m.textContent.slice(0, 60)),
+    wide_tables: Array.from(document.querySelectorAll('article table')).filter(
+      t => t.getBoundingClientRect().right > t.closest('article').getBoundingClientRect().right + 2)
+      .map(t => t.textContent.trim().slice(0, 60))});
 })()"""
 
 
@@ -160,6 +163,7 @@ def test_page_works_offline(page, site, server, browser):
     assert not f["errors"], f"{page}: console errors: {f['errors']}"
     assert not f["broken"], f"{page}: images that did not load: {f['broken']}"
     assert not f["wide_math"], f"{page}: displayed formulas wider than the page's column (break them): {f['wide_math']}"
+    assert not f["wide_tables"], f"{page}: tables running off the page's column: {f['wide_tables']}"
     if page in MATH_PAGES:
         assert f["math"] > 10, f"{page}: only {f['math']} typeset formulas (mjx-container)"
         assert any("/_static/mathjax/" in u for u in f["requests"]), f"{page}: MathJax not loaded from the site itself"
