@@ -34,7 +34,7 @@ html_theme_options = {"use_repository_button": False, "use_download_button": Fal
 html_last_updated_fmt = None
 html_favicon = "favicon.png"                  # else the browser asks for /favicon.ico (a 404)
 html_static_path = ["static"]
-html_css_files = ["fgr.css"]                  # tables and displayed maths wrap inside the page's column
+html_css_files = ["fgr.css"]                  # tables wrap inside the page's column
 html_copy_source = False                      # no `_sources/` copies of the notebooks (the site shows them)
 html_context = {"default_mode": "light"}      # else the theme logs "invalid theme mode" as a console error
 

@@ -103,10 +103,12 @@ _CHECK_JS = """(async () => {
   await Promise.all(Array.from(document.images).map(
     i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
   return JSON.stringify({math: document.querySelectorAll('mjx-container').length,
+    math_errors: document.querySelectorAll('mjx-merror').length,
     broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     images: document.images.length, title: document.title,
-    wide_math: Array.from(document.querySelectorAll('div.math')).filter(m => m.scrollWidth > m.clientWidth + 2)
-      .map(m => m.textContent.slice(0, 60)),
+    wide_math: Array.from(document.querySelectorAll('mjx-container[display="true"]')).map((m, i) => [i, m])
+      .filter(([i, m]) => m.scrollWidth > m.clientWidth + 2)
+      .map(([i, m]) => `display formula ${i} in section #${(m.closest('section') || {}).id}`),
     wide_tables: Array.from(document.querySelectorAll('article table')).filter(
       t => t.getBoundingClientRect().right > t.closest('article').getBoundingClientRect().right + 2)
       .map(t => t.textContent.trim().slice(0, 60))});
@@ -162,6 +164,7 @@ def test_page_works_offline(page, site, server, browser):
     assert len(f["requests"]) > 1, f"{page}: the page requested nothing besides itself: {f['requests']}"
     assert not f["errors"], f"{page}: console errors: {f['errors']}"
     assert not f["broken"], f"{page}: images that did not load: {f['broken']}"
+    assert f["math_errors"] == 0, f"{page}: {f['math_errors']} formulas MathJax could not typeset (red in the page)"
     assert not f["wide_math"], f"{page}: displayed formulas wider than the page's column (break them): {f['wide_math']}"
     assert not f["wide_tables"], f"{page}: tables running off the page's column: {f['wide_tables']}"
     if page in MATH_PAGES:
@@ -320,3 +323,16 @@ def test_house_style_figures(tmp_path):
             warnings.simplefilter("error")                                   # save_figure warns about small text
             path = plots.save_figure(fig, tmp_path / f"{name}.png", close=True)
         assert plots.png_dpi(path) >= plots.HOUSE_DPI >= 150, (name, plots.png_dpi(path))
+
+
+def test_navigation_groups_by_number():
+    "The sidebar groups notebooks by their number (new 08x/09x notebooks join the foundations) and titles carry it"
+    spec = importlib.util.spec_from_file_location("docs_conf", REPO / "docs" / "conf.py")
+    conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)
+    got = conf.nav_groups(["index", "30_results", "08c_new", "00_core", "09b_run", "10_gapan", "14_fgan", "15_plots",
+                           "17_methods", "20_gapan_repro", "24_fgan_repro"])
+    assert got == {"Foundations": ["00_core", "08c_new", "09b_run"], "Methods": ["10_gapan", "14_fgan"],
+                   "Tools": ["15_plots", "17_methods"], "Reproductions": ["20_gapan_repro", "24_fgan_repro"],
+                   "Results": ["30_results"]}
+    assert conf.page_title("09b_run", "Run CLI") == "09b · Run CLI" and conf.page_title("index", "fgr") == "fgr"
+    assert set(conf.nav_groups(ALL_PAGES)) == {g for _, g in conf.GROUPS}   # every group has a notebook today
