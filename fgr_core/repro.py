@@ -80,11 +80,11 @@ def health_of(
     history:dict,            # `Trainer.fit`'s history: history["train"] holds per-epoch term means
     chance:dict|None=None,   # term -> chance level (None: none)
 )->dict:                     # term -> {"first", "last", "chance"}
-    "Each loss term's first and last epoch mean next to its chance level"
+    "Each loss term's first and last epoch mean (epochs where it was logged) next to its chance level"
     epochs = history.get("train") or []
-    if not epochs: return {}
-    terms = [k for k in epochs[0] if k not in ("epoch", "step")]
-    return {t: {"first": float(epochs[0][t]), "last": float(epochs[-1].get(t, float("nan"))),
+    terms = list(dict.fromkeys(k for e in epochs for k in e if k not in ("epoch", "step")))   # a term may start late (a stage)
+    at = lambda t, es: next(float(e[t]) for e in es if t in e)
+    return {t: {"first": at(t, epochs), "last": at(t, epochs[::-1]),
                 "chance": None if (chance or {}).get(t) is None else float(chance[t])} for t in terms}
 
 def learned_terms(
