@@ -166,7 +166,7 @@ def test_relevance_criteria_and_open_set_scores_on_compcars(tmp_path):
 
 
 def _tiny_config(**kw):
-    return FGGANConfig(image_backbone="small_cnn", pretrained=False, embed_dim=8, g_width=4, g_depth=2, d_width=4,
+    return FGGANConfig(image_backbone="small_cnn", pretrained=False, g_width=4, g_depth=2, d_width=4,
                        d_depth=2, n_width=4, n_depth=2, feature_layer=2, **kw)
 
 
