@@ -306,7 +306,7 @@ def create_semantic_embedding(
 VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
 PAPER_SETTINGS = {"g_loss": "saturating", "n_rec": True, "s_weight_xz": 0.001, "pretrain_s_epochs": 1,
                   "g_residual": False, "optimizer": "sgd", "lr": 2e-4, "lr_s": 2e-4, "momentum": 0.5,
-                  "s_weight_g": 0.001, "lam": 1.0, "g_pretrain_epochs": 0, "embed_dim": 0}
+                  "s_weight_g": 0.001, "lam": 1.0, "g_pretrain_epochs": 0, "g_pix_weight": 0.0, "embed_dim": 0}
 DEFAULT_SWITCHES = {"g_loss": "non_saturating", "n_rec": False, "s_weight_xz": 1.0, "pretrain_s_epochs": 0}
 
 @dataclasses.dataclass
@@ -335,6 +335,7 @@ class FGGANConfig(MethodConfig):
     s_weight_xz:float|None=None # weight of L_S(x_z) in S's update (the paper: 0.001)
     pretrain_s_epochs:int|None=None # epochs of S alone on real images before the game (§3.4)
     g_pretrain_epochs:int=0     # our stage before the game (not the paper's): G learns x_r -> x_c in pixels, S real images
+    g_pix_weight:float=0.0      # ours: weight of that pixel term 1/2 mean (G(x_r) - x_c)^2 in L_G during the game
     paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
 
     def check(self):
@@ -351,7 +352,7 @@ class FGGANConfig(MethodConfig):
         check_range("feature_layer", self.feature_layer, 1, self.n_depth)
         for f in ("lr", "lr_s"): check_range(f, getattr(self, f), 0, open_lo=True)
         check_range("s_weight_xz", self.s_weight_xz, 0); check_range("pretrain_s_epochs", self.pretrain_s_epochs, 0)
-        check_range("g_pretrain_epochs", self.g_pretrain_epochs, 0)
+        check_range("g_pretrain_epochs", self.g_pretrain_epochs, 0); check_range("g_pix_weight", self.g_pix_weight, 0)
         check_range("momentum", self.momentum, 0, 1); check_choice("optimizer", self.optimizer, ["sgd", "adam"])
 
 # %% ../nbs/11_fggan.ipynb #18347ab0
@@ -486,7 +487,7 @@ def generator_loss(
     x_c:Tensor,    # (B, 3, H, W) canonical views
     y:Tensor,      # (B,) labels
 )->dict[str, Tensor]: # named terms and "g" = L_G
-    "L_G (§3.5): adversarial terms on D(x_z), N(x_z, x_c) (`g_loss`) + lambda l + 0.001 L_S(x_z); CAE without D"
+    "L_G (§3.5): adversarial terms on D(x_z), N(x_z, x_c) (`g_loss`) + lambda l + 0.001 L_S(x_z) [+ g_pix_weight pixel term]; CAE without D"
     c, x_z, out = model.config, model.G(x_r), {}
     if model.D is None:                                                         # CAE: reconstruct the input
         out["g"] = 0.5 * (x_z - x_r).pow(2).mean(); return out
@@ -500,6 +501,9 @@ def generator_loss(
         if model.use_rec:
             out["g_rec"] = feature_reconstruction(f[:B], f[B:], per_feature=c.rec_per_feature)  # l(x_z, x_c)
             g = g + c.gamma * c.lam * out["g_rec"]
+        if c.g_pix_weight:                                                      # ours: x_z stays near x_c in pixels
+            out["g_pix"] = 0.5 * (x_z - x_c).pow(2).mean()
+            g = g + c.g_pix_weight * out["g_pix"]
     if model.train_S:
         out["g_s"] = semantic_loss(model.S(x_z)["logits"], y)
         g = g + c.gamma * c.s_weight_g * out["g_s"]
