@@ -712,13 +712,19 @@ def make_eval_fn(self:FGGAN,
     ks:tuple=(5, 10, 20),          # cut-offs of mAP@k and P@k
     kinds:tuple=("fc", *AGGREGATIONS), # feature kinds evaluated
     metric:str="l2",               # distance (§4.1: Euclidean)
-    relevance:dict|None=None,      # more criteria {name: (query labels (Q,), gallery labels (G,))}: "<name>:<kind>/..."
+    relevance:dict|list|None=None, # more criteria {name: (query labels (Q,), gallery labels (G,))} or names ["make"] of
+                                   # `<name>_labels` attributes of both sets: keys "<name>:<kind>/..."
     steps:list|None=None,          # open set: `open_set_steps(...)["steps"]`, indices into `query` and `gallery`
     canonical:Tensor|None=None,    # (C_q, 3, H, W) x_c of the query labels for `canonical_distances`; None: `query.canonical_images` if any
 )->Callable:                       # eval_fn(model) -> {"mAP@5": ..., "P@5": ..., "fc/mAP@5": ..., "mac/P@5": ...}
     "mAP@k and P@k of every feature kind (§4.1 of FGGAN), unprefixed for `config.aggregation`; `xc_dist/...`: `canonical_distances` of the queries"
     if steps is not None and gallery is None: raise ValueError("steps (open set) need a gallery")
     if canonical is None: canonical = getattr(query, "canonical_images", None)
+    if isinstance(relevance, (list, tuple)):
+        for n in relevance:
+            for s, d in (("query", query), ("gallery", gallery)):
+                if not hasattr(d, f"{n}_labels"): raise ValueError(f"relevance: {n!r} needs `{n}_labels` on the {s} set, which {type(d).__name__} lacks")
+        relevance = {n: (getattr(query, f"{n}_labels"), getattr(gallery, f"{n}_labels")) for n in relevance}
     def eval_fn(model:FGGAN)->dict:
         kk = tuple(dict.fromkeys((*kinds, model.config.aggregation)))
         feats = lambda ds: fggan_feature_sets(model, ds, kk, batch_size=batch_size, num_workers=num_workers)
