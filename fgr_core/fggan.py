@@ -336,6 +336,7 @@ class FGGANConfig(MethodConfig):
     pretrain_s_epochs:int|None=None # epochs of S alone on real images before the game (§3.4)
     g_pretrain_epochs:int=0     # our stage before the game (not the paper's): G learns x_r -> x_c in pixels, S real images
     g_pix_weight:float=0.0      # ours: weight of that pixel term 1/2 mean (G(x_r) - x_c)^2 in L_G during the game
+    open_set_year:int=0         # §4.4: train on the images made before this year, x_c from them too; 0: closed set
     paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
 
     def check(self):
@@ -353,6 +354,7 @@ class FGGANConfig(MethodConfig):
         for f in ("lr", "lr_s"): check_range(f, getattr(self, f), 0, open_lo=True)
         check_range("s_weight_xz", self.s_weight_xz, 0); check_range("pretrain_s_epochs", self.pretrain_s_epochs, 0)
         check_range("g_pretrain_epochs", self.g_pretrain_epochs, 0); check_range("g_pix_weight", self.g_pix_weight, 0)
+        check_range("open_set_year", self.open_set_year, 0)
         check_range("momentum", self.momentum, 0, 1); check_choice("optimizer", self.optimizer, ["sgd", "adam"])
 
 # %% ../nbs/11_fggan.ipynb #18347ab0
@@ -635,12 +637,38 @@ def open_set_canonical(
             "left_out": [c for c in present if c not in first]}
 
 # %% ../nbs/11_fggan.ipynb #f2753a03
+def _years(ds)->list[int]:
+    "Year of each image (`attributes[i]['year']`, CompCars); the open set needs them"
+    attrs = getattr(ds, "attributes", None)
+    if not attrs or "year" not in attrs[0]:
+        raise ValueError(f"open_set_year: the open set needs a 'year' attribute per image (CompCars); {type(ds).__name__} has none")
+    return [int(a["year"]) for a in attrs]
+
 @register_method("fggan", FGGANConfig)
 @register_method("fggan_s", FGGANConfig, modules="S")
 def build_fggan(config:FGGANConfig, train_dataset=None)->FGGAN:
-    "FGGAN (or a Table 3 variant) with the canonical views of `train_dataset`"
-    canonical = canonical_views(train_dataset, config.canonical_view) if train_dataset is not None else None
-    return FGGAN(num_classes_of(config.num_classes, train_dataset), canonical, config)
+    "FGGAN (or a Table 3 variant) with the canonical views of `train_dataset`; open set: of its images before `open_set_year`"
+    C = num_classes_of(config.num_classes, train_dataset)
+    if train_dataset is None or not config.open_set_year:
+        return FGGAN(C, canonical_views(train_dataset, config.canonical_view) if train_dataset is not None else None, config)
+    before = [i for i, y in enumerate(_years(train_dataset)) if y < config.open_set_year]
+    if not before: raise ValueError(f"open_set_year={config.open_set_year}: no training image was made before it")
+    o = open_set_canonical(train_dataset, before, config.canonical_view)
+    if not o["classes"]: raise ValueError(f"open_set_year={config.open_set_year}: no class has a {config.canonical_view!r} view before it")
+    canonical = o["canonical"].new_zeros(C, *o["canonical"].shape[1:])
+    canonical[o["classes"]] = o["canonical"]                                  # rows of classes left out are never used
+    model, kept = FGGAN(C, canonical, config), set(o["classes"])
+    model.open_set_fit = [i for i in before if int(train_dataset.labels[i]) in kept]
+    names = getattr(train_dataset, "class_names", None)
+    model.open_set_info = {"year": config.open_set_year, "fit_images": len(model.open_set_fit), "known_classes": len(kept),
+                           "left_out_classes": [names[c] if names else c for c in o["left_out"]]}
+    return model
+
+@patch
+def training_set(self:FGGAN, dataset):
+    "The open set trains on `open_set_fit` (images made before `open_set_year` whose class has an x_c); else `dataset`"
+    fit = getattr(self, "open_set_fit", None)
+    return dataset if fit is None else torch.utils.data.Subset(dataset, fit)
 
 # %% ../nbs/11_fggan.ipynb #e0b1c7a5
 def open_set_steps(
@@ -718,6 +746,9 @@ def make_eval_fn(self:FGGAN,
     canonical:Tensor|None=None,    # (C_q, 3, H, W) x_c of the query labels for `canonical_distances`; None: `query.canonical_images` if any
 )->Callable:                       # eval_fn(model) -> {"mAP@5": ..., "P@5": ..., "fc/mAP@5": ..., "mac/P@5": ...}
     "mAP@k and P@k of every feature kind (§4.1 of FGGAN), unprefixed for `config.aggregation`; `xc_dist/...`: `canonical_distances` of the queries"
+    if steps is None and self.config.open_set_year:                              # §4.4 from the config
+        if gallery is None: raise ValueError("open_set_year: the open set needs a gallery (data.gallery_split)")
+        steps = open_set_steps(_years(gallery), gallery.labels, _years(query), query.labels, self.config.open_set_year)["steps"]
     if steps is not None and gallery is None: raise ValueError("steps (open set) need a gallery")
     if canonical is None: canonical = getattr(query, "canonical_images", None)
     if isinstance(relevance, (list, tuple)):

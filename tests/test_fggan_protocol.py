@@ -330,3 +330,26 @@ def test_generator_moves_held_out_glyphs_towards_their_canonical_view():
     assert d["pixel_ratio"] < 0.8 and d["fc_ratio"] < 0.8, d
     ev = m.make_eval_fn(te, ks=(2,), kinds=("fc",))(m)                   # and in the metrics the tables read
     assert ev["xc_dist/pixel_ratio"] == pytest.approx(d["pixel_ratio"], rel=1e-5)
+
+
+def test_open_set_on_the_config_route(tmp_path):
+    "`open_set_year` in the method's config: training on pre-year images with pre-year x_c, eval year by year (§4.4)"
+    write_compcars(tmp_path)
+    tr, te = (create_dataset("compcars", s, root=tmp_path, transform=T16) for s in ("train", "test"))
+    torch.manual_seed(0)
+    m = create_method("fggan", tr, open_set_year=2010, canonical_view="front", image_backbone="small_cnn", pretrained=False,
+                      g_width=4, g_depth=2, d_width=4, d_depth=2, n_width=4, n_depth=2, feature_layer=2)
+    years = [int(a["year"]) for a in tr.attributes]
+    assert m.open_set_info == {"year": 2010, "fit_images": 4, "known_classes": 2, "left_out_classes": ["80/9"]}
+    fit = m.training_set(tr)
+    assert all(years[i] < 2010 and tr.class_names[int(tr.labels[i])] in ("78/1", "78/12") for i in m.open_set_fit)
+    assert len(fit) == 4 and all(torch.equal(fit[k]["image"], tr[i]["image"]) for k, i in enumerate(m.open_set_fit))
+    for c in (0, 1): assert torch.equal(m.canonical[c], tr[tr.view_index(c, "front", before_year=2010)]["image"])
+    Trainer(m, torch.utils.data.DataLoader(fit, batch_size=2), TrainConfig(epochs=1, progress=False, device="cpu",
+            schedule="constant", checkpoint_every_epochs=0), out_dir=tempfile.mkdtemp()).fit()
+    res = m.make_eval_fn(te, tr, ks=(2,), kinds=("fc",))(m)
+    assert {"fc/2010/mAP@2", "fc/2011/mAP@2", "fc/2014/mAP@2"} <= set(res)      # the years of `open_set_steps`
+    with pytest.raises(ValueError, match="needs a 'year' attribute"):
+        from fgr_core.data import GlyphsDataset
+        create_method("fggan", GlyphsDataset("train", n_chars=2, n_typefaces=2, per_class=2, image_size=16),
+                      open_set_year=1, image_backbone="small_cnn", pretrained=False)
