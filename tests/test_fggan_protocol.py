@@ -186,8 +186,8 @@ def test_paper_faithful_sets_every_switch():
     assert FGGANConfig(g_loss="saturating", n_rec=True).g_loss == "saturating"           # explicit values stay
     pf = FGGANConfig(paper_faithful=True).to_dict()
     assert FGGANConfig(**PAPER_SETTINGS).to_dict() == {**pf, "paper_faithful": False}  # flag = explicit values
-    from fgr_core.run import load_run_config
-    run = load_run_config(REPO / "configs" / "fggan_compcars.yaml")
+    from fgr_core.run import load_experiment
+    run = load_experiment(REPO / "configs" / "fggan_compcars.yaml").run_config("fggan", 0)
     cfg = FGGANConfig.from_dict(run.method_args)
     assert run.method_args["paper_faithful"] is True and {k: getattr(cfg, k) for k in PAPER_SETTINGS} == PAPER_SETTINGS
     assert run.data.gallery_split == "train" and run.data.eval_split == "test"
@@ -229,7 +229,7 @@ def test_s_is_trained_on_real_images_first():
 
 
 def test_canonical_views_are_a_build_input():
-    "21 hands x_c to `create_method` through its training set (`canonical_images`), not by setting model.canonical"
+    "x_c reaches `create_method` through the training set (`canonical_images`), never by setting model.canonical"
     from fgr_core.repro import RelabeledSubset
     items = [{"image": torch.randn(3, 16, 16), "label": i % 2} for i in range(4)]
     class _Base(list): labels = torch.tensor([0, 1, 0, 1])
@@ -240,7 +240,7 @@ def test_canonical_views_are_a_build_input():
                       feature_layer=2)
     assert torch.equal(m.canonical, fit.canonical_images)
     nb = (REPO / "nbs" / "21_fggan_repro.ipynb").read_text()
-    assert "model.canonical =" not in nb and "fit_set.canonical_images = " in nb
+    assert "model.canonical =" not in nb and "R.train(" in nb            # x_c comes from the run's training set
 
 
 
@@ -316,8 +316,8 @@ def test_generator_moves_held_out_glyphs_towards_their_canonical_view():
     "in pixels and in S's fc feature (the game alone, the former default, leaves G(x_r) ~ x_r: ratios ~1.1 and ~0.9)"
     from fgr_core.data import GlyphsDataset
     from fgr_core.fggan import canonical_distances
-    from fgr_core.run import load_run_config
-    args = {**load_run_config(REPO / "configs" / "fggan_glyphs.yaml").method_args,
+    from fgr_core.run import load_experiment
+    args = {**load_experiment(REPO / "configs" / "fggan_glyphs.yaml").run_config("fggan", 0).method_args,
             "image_backbone": "small_cnn", "pretrained": False, "image_kwargs": {}}         # a small S for the test
     tr, te = (GlyphsDataset(s, n_chars=4, n_typefaces=4, per_class=16, image_size=32, split_by="typefaces")
               for s in ("train", "test"))

@@ -33,7 +33,7 @@ def test_fggan_repro_glyphs_schema_and_same_numbers_as_fgr_train(run_notebook, t
     fg = runs[("fggan", None, 0)]
     assert fg["config"]["method_args"]["g_pretrain_epochs"] == 2 and fg["config"]["train"]["epochs"] == 3
     assert fg["health"]["s"]["chance"] == pytest.approx(2 * __import__("math").log(4))   # (1 + s_weight_xz) ln C
-    assert {"g_pix", "d", "n", "g"} <= set(fg["health"])
+    assert {"g_pix", "s"} <= set(fg["health"])          # the harness reads the terms of epoch 0 (the G stage)
     assert runs[("fggan", "crow", 0)]["config"]["method_args"]["aggregation"] == "crow"
     assert _metric(runs[("floor", None, 0)], "xc_dist/pixel_ratio") == pytest.approx(100.0)   # no G: x_z = x_r
     assert _metric(fg, "xc_dist/pixel_ratio") < 100                                           # G moved x_r towards x_c
@@ -67,7 +67,7 @@ def test_fggan_repro_compcars_fixture(run_notebook, tmp_path):
     out = tmp_path / "out"
     tf = {"kind": "center_crop", "size": 16}
     run_notebook("21_fggan_repro.ipynb", {"dataset": "compcars", "data_root": str(tmp_path / "data"), "overrides": {
-        "seeds": [0], "train.epochs": 2, "train.batch_size": 8, "train.device": "cpu", "train.amp": "off",
+        "seeds": [0], "eval.ks": [1, 2, 4], "train.epochs": 2, "train.batch_size": 8, "train.device": "cpu", "train.amp": "off",
         "model.image_backbone": "small_cnn", "model.pretrained": False, "data.train_transform": tf, "data.eval_transform": tf,
         "train.out_dir": str(out)}})
     res = json.loads((out / "results.json").read_text())
@@ -75,5 +75,5 @@ def test_fggan_repro_compcars_fixture(run_notebook, tmp_path):
         "training images (database)": 13, "test images (queries)": 11, "car models": 5}
     fg = next(r for r in res["runs"] if r["method"] == "fggan" and r["variant"] is None)
     assert fg["config"]["method_args"]["paper_faithful"] is True and fg["config"]["method_args"]["canonical_view"] == "front"
-    assert 0 <= _metric(fg, "make:mAP@5") <= 100 and 0 <= _metric(fg, "mAP@5") <= 100   # Tables 1-3 and Table 7 criteria
+    assert 0 <= _metric(fg, "make:mAP@2") <= 100 and 0 <= _metric(fg, "mAP@2") <= 100   # Tables 1-3 and Table 7 criteria
     assert {r["table"] for r in res["paper_rows"]} == {1, 7}
