@@ -355,6 +355,9 @@ class FGGANConfig(MethodConfig):
         check_range("s_weight_xz", self.s_weight_xz, 0); check_range("pretrain_s_epochs", self.pretrain_s_epochs, 0)
         check_range("g_pretrain_epochs", self.g_pretrain_epochs, 0); check_range("g_pix_weight", self.g_pix_weight, 0)
         check_range("open_set_year", self.open_set_year, 0)
+        if self.embed_dim and "S" not in self.modules:
+            raise ValueError(f"embed_dim={self.embed_dim} with modules={self.modules!r}: S would stay frozen and score a never-trained "
+                             f"Linear; use embed_dim=0 (S's pretrained fc feature) for the variants without S")
         check_range("momentum", self.momentum, 0, 1); check_choice("optimizer", self.optimizer, ["sgd", "adam"])
 
 # %% ../nbs/11_fggan.ipynb #18347ab0
