@@ -199,10 +199,11 @@ COMPCARS_LISTS = ("train_test_split/classification/train.txt", "train_test_split
 
 class CompCarsDataset(ImageDataset):
     "CompCars web-nature images with viewpoints: `view_index(label, view)` (canonical views), `make_labels` (Table 1)"
-    def view_index(self, label:int, view:str="side")->int|None:
-        "Index of the first image of class `label` seen from `view`, or None"
+    def view_index(self, label:int, view:str="side", before_year:int|None=None)->int|None:
+        "Index of the first image of class `label` seen from `view` (made before `before_year`: the open set's x_c), or None"
         check_choice("view", view, list(COMPCARS_VIEWS.values()))
-        hit = [i for i in torch.nonzero(self.labels == label).view(-1).tolist() if self.views[i] == view]
+        hit = [i for i in torch.nonzero(self.labels == label).view(-1).tolist() if self.views[i] == view
+               and (before_year is None or int(self.attributes[i]["year"]) < before_year)]
         return hit[0] if hit else None
 
     @property

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_fggan.ipynb #f6731615
 from __future__ import annotations
-import dataclasses
+import dataclasses, math
 from typing import Any, Callable
 
 import numpy as np
@@ -21,10 +21,11 @@ from .method import Method, MethodConfig, embed_dataset, num_classes_of, registe
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'VARIANTS', 'PAPER_SETTINGS', 'DEFAULT_SWITCHES', 'mac_pool', 'spoc_pool', 'crow_pool',
            'largest_component_mask', 'scda_pool', 'aggregate', 'Generator', 'Discriminator', 'discriminator_loss',
-           'normalizer_pairs', 'Normalizer', 'feature_reconstruction', 'normalizer_loss', 'SemanticEmbedding',
-           'semantic_loss', 'create_semantic_embedding', 'FGGANConfig', 'FGGAN', 'fggan_features', 'fggan_feature_sets',
-           'fggan_optimizers', 'optimizer_step_fn', 'evaluator_objective', 'generator_loss', 'alternating_step',
-           'canonical_views', 'build_fggan', 'open_set_steps']
+           'normalizer_pairs', 'Normalizer', 'feature_reconstruction', 'normalizer_loss', 'ConvTrunk',
+           'pretrained_fc_head', 'SemanticEmbedding', 'semantic_loss', 'create_semantic_embedding', 'FGGANConfig',
+           'FGGAN', 'fggan_features', 'fggan_feature_sets', 'fggan_optimizers', 'optimizer_step_fn',
+           'evaluator_objective', 'generator_loss', 'alternating_step', 'canonical_pretrain_step', 'canonical_views',
+           'open_set_canonical', 'build_fggan', 'open_set_steps', 'canonical_distances']
 
 # %% ../nbs/11_fggan.ipynb #cbcfee1d
 def _check_fmap(fmap:Tensor):
@@ -126,9 +127,9 @@ class Generator(nn.Module):
             o = width * 2 ** i
             enc += [nn.Conv2d(c, o, 4, 2, 1), *( [nn.BatchNorm2d(o)] if i else []), nn.LeakyReLU(slope)]
             c = o
-        for i in reversed(range(depth)):
+        for i in reversed(range(depth)):   # x2 nearest upsampling + 3x3 conv per level (no checkerboard)
             o = channels if i == 0 else width * 2 ** (i - 1)
-            dec += [nn.ConvTranspose2d(c, o, 4, 2, 1)] + ([] if i == 0 else [nn.BatchNorm2d(o), nn.ReLU()])
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, o, 3, 1, 1)] + ([] if i == 0 else [nn.BatchNorm2d(o), nn.ReLU()])
             c = o
         self.encoder, self.decoder, self.residual = nn.Sequential(*enc), nn.Sequential(*dec), residual
         if residual: nn.init.zeros_(dec[-1].weight); nn.init.zeros_(dec[-1].bias)
@@ -228,22 +229,51 @@ def normalizer_loss(
     return {"cls": F.binary_cross_entropy_with_logits(logits, target), "rec": feature_reconstruction(f[B:], f[:B], per_feature=per_feature)}
 
 # %% ../nbs/11_fggan.ipynb #7adcbe2a
-class SemanticEmbedding(nn.Module):
-    "`S`: backbone conv map -> GAP -> fc (B, D) -> class scores (B, C); Eq. 6 of FGGAN is its softmax loss"
-    def __init__(self,
-                 backbone:nn.Module,   # has `forward_features(x) -> (B, C, h, w)` and `num_features` (C)
-                 num_classes:int,      # C, the number of training classes
-                 embed_dim:int=512):   # size of the fc feature used for retrieval
+class ConvTrunk(nn.Module):
+    "A plain conv stack as a backbone: `forward_features(x)` = `features(x)` (B, C, h, w), `num_features` = C"
+    def __init__(self, features:nn.Module, num_features:int):
         super().__init__()
-        check_range("num_classes", num_classes, 1); check_range("embed_dim", embed_dim, 1)
-        self.backbone = backbone
-        self.fc = nn.Linear(backbone.num_features, embed_dim)
-        self.classifier = nn.Linear(embed_dim, num_classes)
+        self.features, self.num_features = features, int(num_features)
+    def forward_features(self, x:Tensor)->Tensor: return self.features(x)
 
-    def forward(self, x:Tensor)->dict[str, Tensor]: # "conv" (B, C, h, w), "fc" (B, D), "logits" (B, num_classes)
+def pretrained_fc_head(
+    net:nn.Module,   # an `ImageBackbone` (timm model inside), a torchvision `VGG`, or any module with `forward_features`
+)->tuple[nn.Module, nn.Module, int]: # trunk (`forward_features` -> (B, C, h, w)), head ((B, C, h, w) -> (B, F)), F
+    "Split a pretrained classifier into its conv trunk and its layers up to the last hidden fc (VGG16: fc6, fc7, 4096-d)"
+    m = getattr(net, "model", net)
+    fcs, feats = getattr(m, "classifier", None), getattr(m, "features", None)
+    if isinstance(fcs, nn.Sequential) and isinstance(feats, nn.Sequential) and isinstance(fcs[-1], nn.Linear):  # torchvision VGG
+        convs = [l for l in feats.modules() if isinstance(l, nn.Conv2d)]
+        head = nn.Sequential(getattr(m, "avgpool", nn.Identity()), nn.Flatten(1), *list(fcs)[:-1])  # fc6, ReLU, drop, fc7, ReLU, drop
+        return ConvTrunk(feats, convs[-1].out_channels), head, fcs[-1].in_features
+    pre = getattr(m, "pre_logits", None)
+    if hasattr(pre, "fc1") and hasattr(pre, "fc2"):                     # timm VGG: fc6 (7x7 conv), fc7 (1x1 conv), ReLUs
+        m.pre_logits = nn.Identity(); m.reset_classifier(0)              # the trunk keeps the conv layers only
+        return net, nn.Sequential(pre, nn.AdaptiveAvgPool2d(1), nn.Flatten(1)), pre.fc2.out_channels
+    if not hasattr(net, "forward_features") or not hasattr(net, "num_features"):
+        raise ValueError(f"backbone must have forward_features and num_features (or be a torchvision VGG), got {type(net).__name__}")
+    if hasattr(m, "reset_classifier"): m.reset_classifier(0)             # GAP classifiers: the pooled map feeds the classifier
+    return net, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)), net.num_features
+
+class SemanticEmbedding(nn.Module):
+    "`S`: conv trunk -> pretrained fc layers (fc (B, F)) [-> new Linear (B, embed_dim)] -> new classifier (B, C); Eq. 6 is its softmax loss"
+    def __init__(self,
+                 backbone:nn.Module,   # the trunk: `forward_features(x) -> (B, C, h, w)`
+                 head:nn.Module,       # conv map -> (B, fc_dim): the pretrained fc layers up to the last hidden one
+                 fc_dim:int,           # F, width of `head`'s output
+                 num_classes:int,      # C, the number of training classes
+                 embed_dim:int=0):     # 0: the fc feature is `head`'s output (the paper); > 0: a new Linear(F, embed_dim) on top
+        super().__init__()
+        check_range("num_classes", num_classes, 1); check_range("embed_dim", embed_dim, 0)
+        self.backbone, self.head = backbone, head
+        self.proj = nn.Linear(fc_dim, embed_dim) if embed_dim else None
+        self.classifier = nn.Linear(embed_dim or fc_dim, num_classes)
+
+    def forward(self, x:Tensor)->dict[str, Tensor]: # "conv" (B, C, h, w), "fc" (B, F or embed_dim), "logits" (B, num_classes)
         fmap = self.backbone.forward_features(x)
-        fc = self.fc(fmap.mean(dim=(2, 3)))
-        return {"conv": fmap, "fc": fc, "logits": self.classifier(F.relu(fc))}
+        fc = self.head(fmap)
+        if self.proj is not None: fc = self.proj(fc)
+        return {"conv": fmap, "fc": fc, "logits": self.classifier(F.relu(fc))}   # ReLU: a no-op on fc7 and on pooled ReLU maps
 
 def semantic_loss(
     logits:Tensor,        # (B, C) class scores p(x)
@@ -259,29 +289,30 @@ def create_semantic_embedding(
     backbone:str|nn.Module="efficientnet_lite0", # name for `fgr_core.backbones.create_image_backbone`, or a module
     num_classes:int=10,     # training classes
     pretrained:bool=True,   # ImageNet weights (offline for efficientnet_lite0)
-    embed_dim:int=512,      # fc feature size
+    embed_dim:int=0,        # 0: the pretrained fc feature (VGG16: fc7, 4096-d); > 0: a new Linear to this size on top
     image_kwargs:dict|None=None, # more `create_image_backbone` arguments (e.g. {"train_stages": 1})
 )->SemanticEmbedding:
-    "Build `S` around a named backbone (efficientnet_lite0 by default, vgg16 as in the paper)"
-    if isinstance(backbone, nn.Module): net = backbone
-    else:
-        from fgr_core.backbones import create_image_backbone
-        net = create_image_backbone(backbone, pretrained=pretrained, **(image_kwargs or {}))
-    if not hasattr(net, "forward_features") or not hasattr(net, "num_features"):
-        raise ValueError(f"backbone must have forward_features and num_features, got {type(net).__name__}")
-    return SemanticEmbedding(net, num_classes, embed_dim)
+    "Build `S` around a named backbone (efficientnet_lite0 by default, vgg16 as in the paper), keeping its pretrained fc layers"
+    from fgr_core.backbones import create_image_backbone, PartiallyFrozenBackbone
+    kw = dict(image_kwargs or {})
+    stages = kw.pop("train_stages", None)
+    memo = kw.pop("memo", None) if stages is not None else None
+    net = backbone if isinstance(backbone, nn.Module) else create_image_backbone(backbone, pretrained=pretrained, **kw)
+    trunk, head, dim = pretrained_fc_head(net)
+    if stages is not None: trunk = PartiallyFrozenBackbone(trunk, stages, {} if memo is True else memo or None)
+    return SemanticEmbedding(trunk, head, dim, num_classes, embed_dim)
 
 # %% ../nbs/11_fggan.ipynb #f5765d84
 VARIANTS = ("", "S", "G", "GD", "GDN*", "GDN", "GDN*S", "GDNS")
 PAPER_SETTINGS = {"g_loss": "saturating", "n_rec": True, "s_weight_xz": 0.001, "pretrain_s_epochs": 1,
                   "g_residual": False, "optimizer": "sgd", "lr": 2e-4, "lr_s": 2e-4, "momentum": 0.5,
-                  "s_weight_g": 0.001, "lam": 1.0}
+                  "s_weight_g": 0.001, "lam": 1.0, "g_pretrain_epochs": 0, "g_pix_weight": 0.0, "embed_dim": 0}
 DEFAULT_SWITCHES = {"g_loss": "non_saturating", "n_rec": False, "s_weight_xz": 1.0, "pretrain_s_epochs": 0}
 
 @dataclasses.dataclass
 class FGGANConfig(MethodConfig):
     "Hyper-parameters of FGGAN (§3.5) and the module set (Table 3); the backbone block is S's"
-    embed_dim:int=512           # S's fc feature size
+    embed_dim:int=0             # 0: S's fc feature is its pretrained last hidden fc layer (VGG16: fc7, 4096-d); > 0: a new Linear on top
     num_classes:int=0           # training classes; 0: `train_dataset.num_classes`
     canonical_view:str="canonical" # x_c: the dataset's canonical render, or a viewpoint such as "front"
     modules:str="GDNS"          # one of VARIANTS
@@ -303,6 +334,9 @@ class FGGANConfig(MethodConfig):
     n_rec:bool|None=None        # N's update keeps Eq. 5's -lambda l term (the paper); False: pair classification only
     s_weight_xz:float|None=None # weight of L_S(x_z) in S's update (the paper: 0.001)
     pretrain_s_epochs:int|None=None # epochs of S alone on real images before the game (§3.4)
+    g_pretrain_epochs:int=0     # our stage before the game (not the paper's): G learns x_r -> x_c in pixels, S real images
+    g_pix_weight:float=0.0      # ours: weight of that pixel term 1/2 mean (G(x_r) - x_c)^2 in L_G during the game
+    open_set_year:int=0         # §4.4: train on the images made before this year, x_c from them too; 0: closed set
     paper_faithful:bool=False   # every field of `PAPER_SETTINGS` at the paper's value
 
     def check(self):
@@ -319,6 +353,11 @@ class FGGANConfig(MethodConfig):
         check_range("feature_layer", self.feature_layer, 1, self.n_depth)
         for f in ("lr", "lr_s"): check_range(f, getattr(self, f), 0, open_lo=True)
         check_range("s_weight_xz", self.s_weight_xz, 0); check_range("pretrain_s_epochs", self.pretrain_s_epochs, 0)
+        check_range("g_pretrain_epochs", self.g_pretrain_epochs, 0); check_range("g_pix_weight", self.g_pix_weight, 0)
+        check_range("open_set_year", self.open_set_year, 0)
+        if self.embed_dim and "S" not in self.modules:
+            raise ValueError(f"embed_dim={self.embed_dim} with modules={self.modules!r}: S would stay frozen and score a never-trained "
+                             f"Linear; use embed_dim=0 (S's pretrained fc feature) for the variants without S")
         check_range("momentum", self.momentum, 0, 1); check_choice("optimizer", self.optimizer, ["sgd", "adam"])
 
 # %% ../nbs/11_fggan.ipynb #18347ab0
@@ -453,7 +492,7 @@ def generator_loss(
     x_c:Tensor,    # (B, 3, H, W) canonical views
     y:Tensor,      # (B,) labels
 )->dict[str, Tensor]: # named terms and "g" = L_G
-    "L_G (§3.5): adversarial terms on D(x_z), N(x_z, x_c) (`g_loss`) + lambda l + 0.001 L_S(x_z); CAE without D"
+    "L_G (§3.5): adversarial terms on D(x_z), N(x_z, x_c) (`g_loss`) + lambda l + 0.001 L_S(x_z) [+ g_pix_weight pixel term]; CAE without D"
     c, x_z, out = model.config, model.G(x_r), {}
     if model.D is None:                                                         # CAE: reconstruct the input
         out["g"] = 0.5 * (x_z - x_r).pow(2).mean(); return out
@@ -467,6 +506,9 @@ def generator_loss(
         if model.use_rec:
             out["g_rec"] = feature_reconstruction(f[:B], f[B:], per_feature=c.rec_per_feature)  # l(x_z, x_c)
             g = g + c.gamma * c.lam * out["g_rec"]
+        if c.g_pix_weight:                                                      # ours: x_z stays near x_c in pixels
+            out["g_pix"] = 0.5 * (x_z - x_c).pow(2).mean()
+            g = g + c.g_pix_weight * out["g_pix"]
     if model.train_S:
         out["g_s"] = semantic_loss(model.S(x_z)["logits"], y)
         g = g + c.gamma * c.s_weight_g * out["g_s"]
@@ -506,18 +548,63 @@ def alternating_step(
     return out
 
 # %% ../nbs/11_fggan.ipynb #9ea8dd41
+def canonical_pretrain_step(
+    model:FGGAN,
+    batch:dict,           # {"image": (B, 3, H, W), "label": (B,), optional "canonical"}
+    names,                # optimiser names present; "G" and "S" are stepped
+    step_fn,              # step_fn(loss, name), as for `alternating_step`
+)->dict[str, Tensor]:     # detached "g_pix" (and "s"), "loss" their sum
+    "Our stage before the game (`g_pretrain_epochs`, not in the paper): G learns 1/2 mean (G(x_r) - x_c)^2, S Eq. 6 on x_r"
+    x_r, y, x_c, out = batch["image"], batch["label"], model.canonical_for(batch), {}
+    if "S" in names:
+        out["s"] = semantic_loss(model.S(x_r)["logits"], y); step_fn(out["s"], "S")
+    out["g_pix"] = 0.5 * (model.G(x_r) - x_c).pow(2).mean(); step_fn(out["g_pix"], "G")
+    out = {k: v.detach() for k, v in out.items()}
+    out["loss"] = sum(out.values())
+    return out
+
 @patch
 def configure_optimizers(self:FGGAN)->dict: return fggan_optimizers(self)
 
 @patch
 def training_step(self:FGGAN, batch:dict)->dict[str, Tensor]:
-    first = self.train_S and self.trainer.epoch < self.config.pretrain_s_epochs   # S on real images first (§3.4)
-    return alternating_step(self, batch, list(self.trainer.optimizers), self.backward_step, real_only=first)
+    c, epoch, names = self.config, self.trainer.epoch, list(self.trainer.optimizers)
+    if self.G is not None and self.N is not None and epoch < c.g_pretrain_epochs:   # G towards x_c first (ours)
+        return canonical_pretrain_step(self, batch, names, self.backward_step)
+    first = self.train_S and epoch < c.pretrain_s_epochs                           # S on real images first (§3.4)
+    return alternating_step(self, batch, names, self.backward_step, real_only=first)
+
+@patch
+def chance_levels(self:FGGAN)->dict[str, float]:
+    "Loss of an untrained classifier per classification term: `s` = (1 + s_weight_xz) ln C while G feeds S (ln C without G)"
+    if not self.train_S: return {}
+    w = self.config.s_weight_xz if self.G is not None else 0.0
+    return {"s": (1 + w) * math.log(self.S.classifier.out_features)}
 
 @patch
 def embed(self:FGGAN, batch:dict)->Tensor: return fggan_features(self, batch["image"])   # (B, D) retrieval feature
 
 # %% ../nbs/11_fggan.ipynb #58dbbd08
+def _first_views(dataset, view, labels, indices)->dict[int, Tensor]:
+    "{class: image} of the first item (in `indices` order) of each class seen from `view` (None/'canonical': any item)"
+    labels = dataset.labels if labels is None else labels
+    views, first, C = getattr(dataset, "views", None), {}, int(dataset.num_classes)
+    for i in (range(len(dataset)) if indices is None else indices):
+        c = int(labels[i])
+        if c in first or (views is not None and view not in (None, "canonical") and views[i] != view): continue
+        item = dataset[i]
+        if view not in (None, "canonical") and item.get("view") != view: continue
+        first[c] = item["image"]
+        if len(first) == C: break
+    return first
+
+def _normalised(imgs:Tensor, normalize:bool|None)->Tensor:
+    imgs = imgs.float()
+    if normalize is None: normalize = bool(imgs.min() >= 0 and imgs.max() <= 1)
+    if not normalize: return imgs
+    m, s = (torch.tensor(v, dtype=imgs.dtype)[None, :, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return (imgs - m) / s
+
 def canonical_views(
     dataset,                  # items {"image", "label", optional "view"}; or has `.canonical_images`
     view:str|None=None,       # viewpoint to use (e.g. "front"); None: `.canonical_images` or the first item per class
@@ -526,36 +613,65 @@ def canonical_views(
 )->Tensor:                    # (num_classes, 3, H, W), row c the canonical view of class c
     "One canonical image x_c per class: the dataset's canonical render, a viewpoint, or a reference image"
     C = int(dataset.num_classes)
-    if view in (None, "canonical") and hasattr(dataset, "canonical_images"): imgs = dataset.canonical_images
-    else:
-        labels = dataset.labels if labels is None else labels
-        views, first = getattr(dataset, "views", None), {}
-        for i in range(len(dataset)):
-            c = int(labels[i])
-            if c in first or (views is not None and view not in (None, "canonical") and views[i] != view): continue
-            item = dataset[i]
-            if view not in (None, "canonical") and item.get("view") != view: continue
-            first[c] = item["image"]
-            if len(first) == C: break
-        if len(first) < C:
-            missing = sorted(set(range(C)) - set(first))
-            raise ValueError(f"no {'item' if view in (None, 'canonical') else repr(view) + ' view'} for class(es) {missing[:10]}"
-                             f"{' ...' if len(missing) > 10 else ''}; pick another canonical view")
-        imgs = torch.stack([first[c] for c in range(C)])
-    imgs = imgs.float()
-    if normalize is None: normalize = bool(imgs.min() >= 0 and imgs.max() <= 1)
-    if normalize:
-        m, s = (torch.tensor(v, dtype=imgs.dtype)[None, :, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
-        imgs = (imgs - m) / s
-    return imgs
+    if view in (None, "canonical") and hasattr(dataset, "canonical_images"): return _normalised(dataset.canonical_images, normalize)
+    first = _first_views(dataset, view, labels, None)
+    if len(first) < C:
+        missing = sorted(set(range(C)) - set(first))
+        raise ValueError(f"no {'item' if view in (None, 'canonical') else repr(view) + ' view'} for class(es) {missing[:10]}"
+                         f"{' ...' if len(missing) > 10 else ''}; pick another canonical view")
+    return _normalised(torch.stack([first[c] for c in range(C)]), normalize)
+
+def open_set_canonical(
+    dataset,                  # the training split (items {"image", "label", optional "view"}; or `.canonical_images`)
+    indices,                  # the items the model trains on (the open set: those made before the first year)
+    view:str|None=None,       # as `canonical_views`
+    normalize:bool|None=None,
+)->dict:                      # "classes" (sorted labels with an x_c), "canonical" (K, 3, H, W) in that order, "left_out" (labels)
+    "x_c of each class of `dataset[indices]` taken from those items only (§4.4); classes without one are left out"
+    idx = [int(i) for i in indices]
+    labels = dataset.labels
+    present = sorted({int(labels[i]) for i in idx})
+    if view in (None, "canonical") and hasattr(dataset, "canonical_images"):   # renders made for every class: no leak
+        first = dict(zip(present, dataset.canonical_images[present]))
+    else: first = _first_views(dataset, view, labels, idx)
+    kept = [c for c in present if c in first]
+    imgs = torch.stack([first[c] for c in kept]) if kept else torch.zeros(0)
+    return {"classes": kept, "canonical": _normalised(imgs, normalize) if kept else imgs,
+            "left_out": [c for c in present if c not in first]}
 
 # %% ../nbs/11_fggan.ipynb #f2753a03
+def _years(ds)->list[int]:
+    "Year of each image (`attributes[i]['year']`, CompCars); the open set needs them"
+    attrs = getattr(ds, "attributes", None)
+    if not attrs or "year" not in attrs[0]:
+        raise ValueError(f"open_set_year: the open set needs a 'year' attribute per image (CompCars); {type(ds).__name__} has none")
+    return [int(a["year"]) for a in attrs]
+
 @register_method("fggan", FGGANConfig)
 @register_method("fggan_s", FGGANConfig, modules="S")
 def build_fggan(config:FGGANConfig, train_dataset=None)->FGGAN:
-    "FGGAN (or a Table 3 variant) with the canonical views of `train_dataset`"
-    canonical = canonical_views(train_dataset, config.canonical_view) if train_dataset is not None else None
-    return FGGAN(num_classes_of(config.num_classes, train_dataset), canonical, config)
+    "FGGAN (or a Table 3 variant) with the canonical views of `train_dataset`; open set: of its images before `open_set_year`"
+    C = num_classes_of(config.num_classes, train_dataset)
+    if train_dataset is None or not config.open_set_year:
+        return FGGAN(C, canonical_views(train_dataset, config.canonical_view) if train_dataset is not None else None, config)
+    before = [i for i, y in enumerate(_years(train_dataset)) if y < config.open_set_year]
+    if not before: raise ValueError(f"open_set_year={config.open_set_year}: no training image was made before it")
+    o = open_set_canonical(train_dataset, before, config.canonical_view)
+    if not o["classes"]: raise ValueError(f"open_set_year={config.open_set_year}: no class has a {config.canonical_view!r} view before it")
+    canonical = o["canonical"].new_zeros(C, *o["canonical"].shape[1:])
+    canonical[o["classes"]] = o["canonical"]                                  # rows of classes left out are never used
+    model, kept = FGGAN(C, canonical, config), set(o["classes"])
+    model.open_set_fit = [i for i in before if int(train_dataset.labels[i]) in kept]
+    names = getattr(train_dataset, "class_names", None)
+    model.open_set_info = {"year": config.open_set_year, "fit_images": len(model.open_set_fit), "known_classes": len(kept),
+                           "left_out_classes": [names[c] if names else c for c in o["left_out"]]}
+    return model
+
+@patch
+def training_set(self:FGGAN, dataset):
+    "The open set trains on `open_set_fit` (images made before `open_set_year` whose class has an x_c); else `dataset`"
+    fit = getattr(self, "open_set_fit", None)
+    return dataset if fit is None else torch.utils.data.Subset(dataset, fit)
 
 # %% ../nbs/11_fggan.ipynb #e0b1c7a5
 def open_set_steps(
@@ -600,6 +716,23 @@ def _scores(q, ql, g, gl, ks, metric, steps)->dict:
         out.update({f"{st['year']}/{n}": v for n, v in r.items()})
     return {**{n: float(np.mean([out[f"{st['year']}/{n}"] for st in steps])) for n in r}, **out}
 
+def canonical_distances(
+    model:FGGAN,
+    data,                  # dataset or loader of {"image": (3, H, W), "label"} items
+    canonical:Tensor,      # (C, 3, H, W) x_c of each of `data`'s labels (held-out classes: their own canonical views)
+    batch_size:int=256,
+    num_workers:int=0,
+)->dict[str, float]:       # "pixel_G", "pixel_x", "pixel_ratio", "fc_G", "fc_x", "fc_ratio"
+    "How far G moves x_r towards x_c: mean d(G(x_r), x_c) against mean d(x_r, x_c), in pixels (RMS) and in S's fc feature"
+    def fn(batch):
+        x, x_c = batch["image"], canonical.to(batch["image"].device)[batch["label"]]
+        x_z, f_c = model.generate(x), model.S(x_c)["fc"]
+        rms = lambda a: (a - x_c).flatten(1).pow(2).mean(1).sqrt()                 # (B,) per-pixel RMS distance
+        fd = lambda a: (model.S(a)["fc"] - f_c).norm(dim=1)                         # (B,) Euclidean in S's fc feature
+        return {"pixel_G": rms(x_z), "pixel_x": rms(x), "fc_G": fd(x_z), "fc_x": fd(x)}
+    d = {k: float(v.mean()) for k, v in embed_dataset(model, data, fn, batch_size, num_workers).items() if k != "label"}
+    return {**d, "pixel_ratio": d["pixel_G"] / d["pixel_x"], "fc_ratio": d["fc_G"] / d["fc_x"]}
+
 @patch
 def make_eval_fn(self:FGGAN,
     query,                         # test queries (items with "image", "label")
@@ -610,11 +743,22 @@ def make_eval_fn(self:FGGAN,
     ks:tuple=(5, 10, 20),          # cut-offs of mAP@k and P@k
     kinds:tuple=("fc", *AGGREGATIONS), # feature kinds evaluated
     metric:str="l2",               # distance (§4.1: Euclidean)
-    relevance:dict|None=None,      # more criteria {name: (query labels (Q,), gallery labels (G,))}: "<name>:<kind>/..."
+    relevance:dict|list|None=None, # more criteria {name: (query labels (Q,), gallery labels (G,))} or names ["make"] of
+                                   # `<name>_labels` attributes of both sets: keys "<name>:<kind>/..."
     steps:list|None=None,          # open set: `open_set_steps(...)["steps"]`, indices into `query` and `gallery`
+    canonical:Tensor|None=None,    # (C_q, 3, H, W) x_c of the query labels for `canonical_distances`; None: `query.canonical_images` if any
 )->Callable:                       # eval_fn(model) -> {"mAP@5": ..., "P@5": ..., "fc/mAP@5": ..., "mac/P@5": ...}
-    "mAP@k and P@k of every feature kind (§4.1 of FGGAN); the unprefixed keys are `config.aggregation`'s"
+    "mAP@k and P@k of every feature kind (§4.1 of FGGAN), unprefixed for `config.aggregation`; `xc_dist/...`: `canonical_distances` of the queries"
+    if steps is None and self.config.open_set_year:                              # §4.4 from the config
+        if gallery is None: raise ValueError("open_set_year: the open set needs a gallery (data.gallery_split)")
+        steps = open_set_steps(_years(gallery), gallery.labels, _years(query), query.labels, self.config.open_set_year)["steps"]
     if steps is not None and gallery is None: raise ValueError("steps (open set) need a gallery")
+    if canonical is None: canonical = getattr(query, "canonical_images", None)
+    if isinstance(relevance, (list, tuple)):
+        for n in relevance:
+            for s, d in (("query", query), ("gallery", gallery)):
+                if not hasattr(d, f"{n}_labels"): raise ValueError(f"relevance: {n!r} needs `{n}_labels` on the {s} set, which {type(d).__name__} lacks")
+        relevance = {n: (getattr(query, f"{n}_labels"), getattr(gallery, f"{n}_labels")) for n in relevance}
     def eval_fn(model:FGGAN)->dict:
         kk = tuple(dict.fromkeys((*kinds, model.config.aggregation)))
         feats = lambda ds: fggan_feature_sets(model, ds, kk, batch_size=batch_size, num_workers=num_workers)
@@ -627,5 +771,7 @@ def make_eval_fn(self:FGGAN,
                 r = _scores(q[k], ql, g.get(k), gl, ks, metric, steps)
                 out.update({f"{pre}{k}/{n}": v for n, v in r.items()})
                 if k == model.config.aggregation: out.update({f"{pre}{n}": v for n, v in r.items()})
+        if canonical is not None:
+            out.update({f"xc_dist/{n}": v for n, v in canonical_distances(model, query, canonical, batch_size, num_workers).items()})
         return out
     return eval_fn

@@ -1,6 +1,7 @@
 """FGGAN's protocols pinned on tiny inputs: the CompCars closed set (official lists, one label space, errors), the
 open set of §4.4 year by year against a brute-force reference, the two relevance criteria, and the game's switches
-(`paper_faithful`, Eq. 5's N term, the saturating G loss, S trained first)."""
+(`paper_faithful`, Eq. 5's N term, the saturating G loss, S trained first), S's pretrained fc7, the open set's x_c from
+the years before it, and a generator that moves held-out images towards their canonical view."""
 import math
 import random
 import tempfile
@@ -137,7 +138,7 @@ def _map_at_k(q, ql, g, gl, k):
 def _offshelf(num_classes):
     torch.manual_seed(0)
     return create_method("fggan", modules="", num_classes=num_classes, image_backbone="small_cnn", pretrained=False,
-                         embed_dim=8).eval()
+                         ).eval()
 
 
 def test_relevance_criteria_and_open_set_scores_on_compcars(tmp_path):
@@ -167,7 +168,7 @@ def test_relevance_criteria_and_open_set_scores_on_compcars(tmp_path):
 
 
 def _tiny_config(**kw):
-    return FGGANConfig(image_backbone="small_cnn", pretrained=False, embed_dim=8, g_width=4, g_depth=2, d_width=4,
+    return FGGANConfig(image_backbone="small_cnn", pretrained=False, g_width=4, g_depth=2, d_width=4,
                        d_depth=2, n_width=4, n_depth=2, feature_layer=2, **kw)
 
 
@@ -186,8 +187,8 @@ def test_paper_faithful_sets_every_switch():
     assert FGGANConfig(g_loss="saturating", n_rec=True).g_loss == "saturating"           # explicit values stay
     pf = FGGANConfig(paper_faithful=True).to_dict()
     assert FGGANConfig(**PAPER_SETTINGS).to_dict() == {**pf, "paper_faithful": False}  # flag = explicit values
-    from fgr_core.run import load_run_config
-    run = load_run_config(REPO / "configs" / "fggan_compcars.yaml")
+    from fgr_core.run import load_experiment
+    run = load_experiment(REPO / "configs" / "fggan_compcars.yaml").run_config("fggan", 0)
     cfg = FGGANConfig.from_dict(run.method_args)
     assert run.method_args["paper_faithful"] is True and {k: getattr(cfg, k) for k in PAPER_SETTINGS} == PAPER_SETTINGS
     assert run.data.gallery_split == "train" and run.data.eval_split == "test"
@@ -229,7 +230,7 @@ def test_s_is_trained_on_real_images_first():
 
 
 def test_canonical_views_are_a_build_input():
-    "21 hands x_c to `create_method` through its training set (`canonical_images`), not by setting model.canonical"
+    "x_c reaches `create_method` through the training set (`canonical_images`), never by setting model.canonical"
     from fgr_core.repro import RelabeledSubset
     items = [{"image": torch.randn(3, 16, 16), "label": i % 2} for i in range(4)]
     class _Base(list): labels = torch.tensor([0, 1, 0, 1])
@@ -240,5 +241,116 @@ def test_canonical_views_are_a_build_input():
                       feature_layer=2)
     assert torch.equal(m.canonical, fit.canonical_images)
     nb = (REPO / "nbs" / "21_fggan_repro.ipynb").read_text()
-    assert "model.canonical =" not in nb and "fit_set.canonical_images = " in nb
+    assert "model.canonical =" not in nb and "R.train(" in nb            # x_c comes from the run's training set
 
+
+
+def _vgg16_fc7(vgg, x):
+    "fc7 of an intact torchvision VGG16 (after relu7): the reference S's fc feature must equal"
+    return vgg.classifier[:5](torch.flatten(vgg.avgpool(vgg.features(x)), 1))
+
+
+@pytest.mark.parametrize("modules", ["GDNS", "GD"])
+def test_semantic_embedding_is_vgg16_with_its_pretrained_fc7(modules):
+    "§3.5/§3.6/§4.5: S is VGG16 from ILSVRC12 weights, retrieval features from its last fc layer (fc7, 4096-d),"
+    "also in Table 3's variants without S (frozen S: the pretrained fc7, no never-trained projection)"
+    import torchvision
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16(weights=None).eval()       # random weights stand in for ILSVRC12 offline
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(): want = _vgg16_fc7(vgg, x)
+    fc6, fc7 = vgg.classifier[0], vgg.classifier[3]
+    m = FGGAN(3, canonical=torch.zeros(3, 3, 32, 32), config=_tiny_config(modules=modules), backbone=vgg).eval()
+    with torch.no_grad(): out = m.S(x)
+    assert out["fc"].shape == (2, 4096) and torch.allclose(out["fc"], want, atol=1e-5)
+    assert m.S.proj is None and m.S.classifier.in_features == 4096 and m.S.classifier.out_features == 3
+    own = {id(p) for p in m.S.parameters()}
+    assert {id(fc6.weight), id(fc7.weight)} <= own and id(vgg.classifier[6].weight) not in own   # fc8 (1000-way) dropped
+    assert all(p.requires_grad == (modules == "GDNS") for p in m.S.parameters())
+    with torch.no_grad(): feats = fggan_feature_sets(m, [{"image": x[i], "label": i} for i in range(2)], ("fc",), use_generator=False)
+    assert torch.allclose(feats["fc"], want, atol=1e-5)       # what the ablation scores without G: fc7 of the pretrained S
+
+
+def test_vgg16_by_name_gives_fc7():
+    "The benchmark config's `image_backbone: vgg16` (timm) resolves to the same 4096-d fc7 (random weights offline)"
+    cfg = FGGANConfig(image_backbone="vgg16", pretrained=False, g_width=4, g_depth=2, d_width=4, d_depth=2, n_width=4,
+                      n_depth=2, feature_layer=2, modules="S")
+    m = FGGAN(3, config=cfg).eval()
+    with torch.no_grad(): out = m.S(torch.randn(1, 3, 32, 32))
+    assert out["fc"].shape == (1, 4096) and out["conv"].shape == (1, 512, 1, 1) and m.S.proj is None
+
+
+def test_open_set_canonical_views_come_from_before_the_first_year(tmp_path):
+    "§4.4: a model trained on cars made before 2010 takes x_c from those images; models without one are left out"
+    from fgr_core.fggan import canonical_views, open_set_canonical
+    write_compcars(tmp_path)
+    tr = create_dataset("compcars", "train", root=tmp_path, transform=T16)
+    years = [int(a["year"]) for a in tr.attributes]
+    fit = open_set_steps(years, tr.labels, years, tr.labels, 2010)["fit"]
+    leak = tr.view_index(0, "front")                                    # the whole list's front view of 78/1 ...
+    assert years[leak] == 2014                                          # ... is a 2014 image: the old leak
+    o = open_set_canonical(tr, fit, "front")
+    names = lambda cs: [tr.class_names[c] for c in cs]
+    assert names(o["classes"]) == ["78/1", "78/12"] and names(o["left_out"]) == ["80/9"]   # 80/9 before 2010: rear only
+    for c, img in zip(o["classes"], o["canonical"]):
+        i = tr.view_index(c, "front", before_year=2010)
+        assert years[i] < 2010 and torch.equal(img, tr[i]["image"])
+    assert not torch.equal(o["canonical"][0], canonical_views(tr, "front")[0])   # differs from the leaking choice
+    assert tr.view_index(3, "front", before_year=2010) is None and tr.view_index(3, "front") is not None
+
+
+def test_chance_levels_name_the_classification_terms():
+    m = FGGAN(6, canonical=torch.zeros(6, 3, 16, 16), config=_tiny_config())
+    assert m.chance_levels() == pytest.approx({"s": 2 * math.log(6)})       # Eq. 6 on x_r + 1.0 x Eq. 6 on x_z
+    pf = FGGAN(6, canonical=torch.zeros(6, 3, 16, 16), config=_tiny_config(paper_faithful=True))
+    assert pf.chance_levels() == pytest.approx({"s": 1.001 * math.log(6)})
+    assert FGGAN(6, config=_tiny_config(modules="S")).chance_levels() == pytest.approx({"s": math.log(6)})
+    assert FGGAN(6, config=_tiny_config(modules="GD")).chance_levels() == {}   # S frozen: no classification trains
+    items = [{"image": torch.randn(3, 16, 16), "label": i % 6} for i in range(12)]
+    tr = Trainer(pf, torch.utils.data.DataLoader(items, batch_size=6), TrainConfig(epochs=1, progress=False, device="cpu",
+                 schedule="constant", checkpoint_every_epochs=0), out_dir=tempfile.mkdtemp())
+    assert set(pf.chance_levels()) <= set(tr.fit()["train"][0])          # the keys are terms training_step returns
+
+
+def test_generator_moves_held_out_glyphs_towards_their_canonical_view():
+    "Issue 26: after a short training with the glyph default's game, d(G(x_r), x_c) < d(x_r, x_c) on unseen typefaces,"
+    "in pixels and in S's fc feature (the game alone, the former default, leaves G(x_r) ~ x_r: ratios ~1.1 and ~0.9)"
+    from fgr_core.data import GlyphsDataset
+    from fgr_core.fggan import canonical_distances
+    from fgr_core.run import load_experiment
+    args = {**load_experiment(REPO / "configs" / "fggan_glyphs.yaml").run_config("fggan", 0).method_args,
+            "image_backbone": "small_cnn", "pretrained": False, "image_kwargs": {}}         # a small S for the test
+    tr, te = (GlyphsDataset(s, n_chars=4, n_typefaces=4, per_class=16, image_size=32, split_by="typefaces")
+              for s in ("train", "test"))
+    torch.manual_seed(0)
+    m = create_method("fggan", tr, **args)
+    Trainer(m, torch.utils.data.DataLoader(tr, batch_size=16, shuffle=True, drop_last=True),
+            TrainConfig(epochs=5, progress=False, device="cpu", schedule="constant", checkpoint_every_epochs=0),
+            out_dir=tempfile.mkdtemp()).fit()
+    d = canonical_distances(m, te, te.canonical_images)                  # held-out classes, their own x_c
+    assert d["pixel_ratio"] < 0.8 and d["fc_ratio"] < 0.8, d
+    ev = m.make_eval_fn(te, ks=(2,), kinds=("fc",))(m)                   # and in the metrics the tables read
+    assert ev["xc_dist/pixel_ratio"] == pytest.approx(d["pixel_ratio"], rel=1e-5)
+
+
+def test_open_set_on_the_config_route(tmp_path):
+    "`open_set_year` in the method's config: training on pre-year images with pre-year x_c, eval year by year (§4.4)"
+    write_compcars(tmp_path)
+    tr, te = (create_dataset("compcars", s, root=tmp_path, transform=T16) for s in ("train", "test"))
+    torch.manual_seed(0)
+    m = create_method("fggan", tr, open_set_year=2010, canonical_view="front", image_backbone="small_cnn", pretrained=False,
+                      g_width=4, g_depth=2, d_width=4, d_depth=2, n_width=4, n_depth=2, feature_layer=2)
+    years = [int(a["year"]) for a in tr.attributes]
+    assert m.open_set_info == {"year": 2010, "fit_images": 4, "known_classes": 2, "left_out_classes": ["80/9"]}
+    fit = m.training_set(tr)
+    assert all(years[i] < 2010 and tr.class_names[int(tr.labels[i])] in ("78/1", "78/12") for i in m.open_set_fit)
+    assert len(fit) == 4 and all(torch.equal(fit[k]["image"], tr[i]["image"]) for k, i in enumerate(m.open_set_fit))
+    for c in (0, 1): assert torch.equal(m.canonical[c], tr[tr.view_index(c, "front", before_year=2010)]["image"])
+    Trainer(m, torch.utils.data.DataLoader(fit, batch_size=2), TrainConfig(epochs=1, progress=False, device="cpu",
+            schedule="constant", checkpoint_every_epochs=0), out_dir=tempfile.mkdtemp()).fit()
+    res = m.make_eval_fn(te, tr, ks=(2,), kinds=("fc",))(m)
+    assert {"fc/2010/mAP@2", "fc/2011/mAP@2", "fc/2014/mAP@2"} <= set(res)      # the years of `open_set_steps`
+    with pytest.raises(ValueError, match="needs a 'year' attribute"):
+        from fgr_core.data import GlyphsDataset
+        create_method("fggan", GlyphsDataset("train", n_chars=2, n_typefaces=2, per_class=2, image_size=16),
+                      open_set_year=1, image_backbone="small_cnn", pretrained=False)
