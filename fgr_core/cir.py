@@ -15,13 +15,14 @@ from torch import nn, Tensor
 from .core import Config, Registry, check_choice, check_range
 from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
+from .benchmarks import ComposedDataset
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule, scale_features
 from .train import CrossModalConfig, Method, embed_dataset, make_optimizer, register_method, training_texts
 
 # %% auto #0
 __all__ = ['compositors', 'CIR_REFERENCES', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor',
            'create_compositor', 'CIRConfig', 'set_last_stage_stride', 'CIRModel', 'CIRMethod', 'build_cir',
-           'collate_triplets', 'evaluate_composed']
+           'collate_triplets', 'evaluate_composed', 'GalleryView', 'category_subsets', 'ImageOnlyFloor']
 
 # %% ../nbs/13_cir.ipynb #8549e73b
 def _tile(v:Tensor, h:int, w:int)->Tensor: return v[:, :, None, None].expand(-1, -1, h, w)   # (B, E) -> (B, E, h, w)
@@ -477,6 +478,31 @@ def evaluate_composed(
     if return_ranking: res["ranking"] = ids
     return res
 
+# %% ../nbs/13_cir.ipynb #56a99b4b
+class GalleryView(torch.utils.data.Dataset):
+    "Images `idx` of a gallery dataset, re-indexed from 0 (items as the gallery's)"
+    def __init__(self, gallery, idx:Sequence[int]): self.gallery, self.idx = gallery, list(idx)
+    def __len__(self): return len(self.idx)
+    def __getitem__(self, i:int)->dict: return self.gallery[self.idx[int(i)]]
+
+def category_subsets(
+    triplets,   # a `ComposedDataset` whose gallery images carry a "category" attribute (FashionIQ)
+)->dict:        # {category: ComposedDataset of its triplets over its own gallery images}
+    "Split composed triplets by the reference's category, each over that category's gallery only (Table 1 of CIR-UR)"
+    cats = [a.get("category") for a in getattr(triplets.gallery, "attributes", None) or []]
+    if len(cats) != len(triplets.gallery): raise ValueError("category_subsets: the gallery images need a 'category' attribute")
+    out = {}
+    for c in dict.fromkeys(cats):
+        pos = {g: j for j, g in enumerate(i for i, x in enumerate(cats) if x == c)}   # gallery id -> id in the category
+        q = [i for i, r in enumerate(triplets.references) if cats[r] == c]
+        keep = lambda ids: {pos[j] for j in ids if j in pos}
+        out[c] = ComposedDataset(GalleryView(triplets.gallery, list(pos)), [pos[triplets.references[i]] for i in q],
+                                 [pos[triplets.targets[i]] for i in q], [triplets.texts[i] for i in q],
+                                 [keep(triplets.valid_targets[i]) for i in q], [triplets.coarse[i] for i in q],
+                                 [keep(triplets.exclude[i]) for i in q])
+    return out
+
+
 # %% ../nbs/13_cir.ipynb #3f646603
 @patch
 def make_eval_fn(self:CIRMethod,
@@ -486,9 +512,10 @@ def make_eval_fn(self:CIRMethod,
     batch_size:int=64,               # embedding batch size
     num_workers:int=0,               # (unused: the triplets are embedded in the main process)
     ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs (paper: 1, 10, 50)
+    per_category:bool=False,         # score each gallery category on its own and their mean (FashionIQ, Table 1)
 )->Callable:                         # eval_fn(method) -> {"R@1": ..., "coarse_R@1": ...} fractions
     "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean over all (Table 1)"
-    sets = query if isinstance(query, dict) else {"": query}
+    sets = query if isinstance(query, dict) else category_subsets(query) if per_category else {"": query}
     if isinstance(query, dict) and (gallery is not None or not query):
         raise ValueError("make_eval_fn: with a dict of query subsets each is scored against its own .gallery; "
                          f"got gallery={type(gallery).__name__} and {len(query)} subsets")
@@ -503,4 +530,14 @@ def make_eval_fn(self:CIRMethod,
             out.update({k: float(np.mean(v)) for k, v in per.items() if len(v) == len(sets)})
         return out
     return eval_fn
+
+
+# %% ../nbs/13_cir.ipynb #ed0a5307
+class ImageOnlyFloor(Method):
+    "Untrained floor: queries are the reference's frozen backbone feature (global average pool), the text is ignored"
+    def __init__(self, model:CIRModel): super().__init__(); self.model = model   # its backbone; the rest is unused
+
+    def embed(self, batch:dict)->Tensor:   # (B, C) L2-normalised pooled backbone features
+        x = batch["reference"] if "reference" in batch else batch["image"]
+        return F.normalize(self.model.backbone_map(x.to(self.model.device)).mean((2, 3)), dim=-1)
 

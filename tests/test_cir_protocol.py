@@ -173,37 +173,6 @@ def test_coarse_average_covers_every_category(tmp_path):
     assert abs(out["R@2"] - sum(out[f"{c}/R@2"] for c in cats) / 3) < 1e-9
 
 
-FIQ = dict(dataset="fashioniq", test_split="val", image_backbone="small_cnn", pretrained=False, freeze_image=False,
-           image_kwargs={"width": 8}, input_size=16, map_dim=0, text_encoder="gru", train_text=True,
-           text_kwargs={"dim": 8}, embed_dim=8, compositor="tirg", epochs=2, batch_size=4, seeds=[0], ks=[1, 2],
-           n_show=2, device="cpu")
-
-
-def test_cir_repro_fashioniq_fixture(run_notebook, results_checker, tmp_path):
-    "Point 4 end to end: nb 23 on an official-format FashionIQ tree, trained jointly, scored per category and averaged"
-    write_fashioniq(tmp_path)
-    run_notebook("23_cir_repro.ipynb", {**FIQ, "data_root": str(tmp_path)})
-    out = tmp_path / "out"
-    cats, ks = ["dress", "shirt", "toptee"], [1, 2]
-    res = results_checker(out, "cir", ["cir_baseline", "cir_uncertainty"], [0],
-                          [f"R@{k}" for k in ks] + [f"{c}/R@{k}" for c in cats for k in ks],
-                          ["training_loss", "top5_cir_baseline", "top5_cir_uncertainty"])
-    assert res["sizes"]["train"] == 6 and res["sizes"]["test"] == 6
-    assert [res["sizes"][f"test_{c}"] for c in cats] == [2, 2, 2] and res["sizes"]["coarse_test"] == 3
-    assert res["sizes"]["coarse_categories"] == 3
-    for r in res["runs"]:
-        m = r["metrics"]
-        for k in ks:                                                         # the average is the mean of the three
-            assert abs(m[f"R@{k}"] - sum(m[f"{c}/R@{k}"] for c in cats) / 3) < 1e-6
-            assert abs(m[f"coarse_R@{k}"] - sum(m[f"{c}/coarse_R@{k}"] for c in cats) / 3) < 1e-6
-    table = pd.read_csv(out / "table.csv")
-    t1 = table[table["source"] == "CIR-UR Table 1"]
-    assert len(t1) == 2 and {"dress/R@10", "toptee/R@50", "R@50"} <= set(table.columns)
-    assert t1["dress/R@50"].astype(float).tolist() == [52.4, 57.5]           # Baseline, Ours (ResNet-50), 1 decimal
-    hist = json.loads((out / "cir_uncertainty_seed0" / "history.json").read_text())
-    assert "shirt/R@1" in hist["eval"][-1]
-
-
 def test_reference_switch_on_identical_inputs():
     "Issue 27: paper and code references give the same model; their losses differ exactly by the documented pieces"
     b = _batch()
@@ -276,15 +245,18 @@ def test_layer4_stride_doubles_the_map():
     ("fashion200k", 2e-3, 2, {"exclude": "caption"})])
 def test_benchmark_configs_follow_the_code(name, lr, stride, data):
     "Issue 27: the benchmark configs use the authors' code: its schedule, lr, stride, text lr and gallery"
-    from fgr_core.run import load_run_config
-    rc = load_run_config(f"configs/cir_{name}_uncertainty.yaml")
-    c = fgr_train.METHODS.get(rc.method).config(**rc.method_args)
-    assert (c.reference, c.similarity, c.uncertainty_form, c.noise_scale) == ("code", "dot", "logvar", "code")
-    assert (c.text_lr_mult, c.layer4_stride, c.embed_dim, c.norm_scale) == (0.01, stride, 512, 4.0)
-    t = rc.train
+    from fgr_core.run import load_experiment
+    exp = load_experiment(f"cir_{name}")
+    assert exp.methods == ["cir_baseline", "cir_uncertainty"] and len(exp.seeds) >= 3
+    for m in exp.methods:
+        c = fgr_train.METHODS.get(m).config(**exp.run_config(m, 0).method_args)
+        assert (c.reference, c.similarity, c.uncertainty_form, c.noise_scale) == ("code", "dot", "logvar", "code")
+        assert (c.text_lr_mult, c.layer4_stride, c.embed_dim, c.norm_scale) == (0.01, stride, 512, 4.0)
+    t = exp.train
     assert (t.epochs, t.lr, t.optimizer, t.batch_size, t.warmup_epochs, t.schedule, tuple(t.milestones)) == \
         (60, lr, "sgd", 32, 5.0, "step", (35, 42))
-    assert {k: v for k, v in rc.data.args.items() if k in data} == data
+    assert {k: v for k, v in exp.data.args.items() if k in data} == data
+    assert exp.eval.args.get("per_category", False) == (name == "fashioniq")
 
 
 def test_fashioniq_gallery_captions_vs_split(tmp_path):
@@ -330,3 +302,13 @@ def test_chance_levels_is_ln_batch():
     t = _Trainer(batch_size=32)                                               # held: the method keeps a weak reference
     ours = _method(); ours.trainer = t
     assert ours.chance_levels() == {"L_info": math.log(32)}
+
+
+def test_per_category_eval_equals_separate_galleries(tmp_path):
+    "eval.per_category on the joint FashionIQ set (fgr-train's route) scores as one load per category does"
+    write_fashioniq(tmp_path)
+    m = _method("cir_baseline").eval()
+    joint = create_dataset("fashioniq", "val", root=tmp_path, transform=T16)
+    sep = {c: create_dataset("fashioniq", "val", root=tmp_path, transform=T16, categories=[c]) for c in ("dress", "shirt", "toptee")}
+    got, want = m.make_eval_fn(joint, ks=[1, 2], per_category=True)(m), m.make_eval_fn(sep, ks=[1, 2])(m)
+    assert got == want and "shirt/R@2" in got and "coarse_R@1" in got
