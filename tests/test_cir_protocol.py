@@ -312,3 +312,15 @@ def test_per_category_eval_equals_separate_galleries(tmp_path):
     sep = {c: create_dataset("fashioniq", "val", root=tmp_path, transform=T16, categories=[c]) for c in ("dress", "shirt", "toptee")}
     got, want = m.make_eval_fn(joint, ks=[1, 2], per_category=True)(m), m.make_eval_fn(sep, ks=[1, 2])(m)
     assert got == want and "shirt/R@2" in got and "coarse_R@1" in got
+
+
+def test_shared_frozen_maps_across_runs():
+    "memo: shared gives every frozen model of the process one memo per backbone and stride, so runs reuse maps"
+    a = _method(freeze_image=True, image_kwargs={"width": 8, "memo": "shared"})
+    b = _method(freeze_image=True, image_kwargs={"width": 8, "memo": "shared"})
+    assert a.model.map_cache is b.model.map_cache
+    x = _batch()["target"]
+    with torch.no_grad(): fa = a.model.backbone_map(x)
+    n = len(a.model.map_cache)
+    with torch.no_grad(): fb = b.model.backbone_map(x)                       # read from the memo a filled
+    assert n > 0 and len(b.model.map_cache) == n and torch.equal(fa, fb)
