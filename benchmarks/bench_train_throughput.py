@@ -32,7 +32,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from fgr_core.data import GlyphsDataset, MPerClassSampler, train_transform
-from fgr_core.train import Trainer, TrainConfig, create_method, to_device
+from fgr_core.feed import to_device
+from fgr_core.method import create_method
+from fgr_core.train import Trainer, TrainConfig
 import fgr_core.gapan  # noqa: F401  (registers norm_softmax)
 
 
@@ -66,7 +68,7 @@ CLOCK = time.perf_counter   # --clock cpu: time.process_time (this process's CPU
 
 def feed(loader, device, epoch:int=0):
     "One epoch of batches on `device`, fed as the Trainer feeds them (`epoch_feed` where it exists, else the loader)"
-    try: from fgr_core.train import epoch_batches, epoch_feed
+    try: from fgr_core.feed import epoch_batches, epoch_feed
     except ImportError: return (to_device(b, device, non_blocking=True) for b in loader)
     batches = epoch_feed(loader, epoch_batches(loader, 0, epoch), 0, epoch, device)
     return (to_device(b, device, non_blocking=True) for b in batches)

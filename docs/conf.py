@@ -29,14 +29,22 @@ suppress_warnings = ["myst.header", "myst.xref_missing", "mystnb.unknown_mime_ty
 
 html_theme = "sphinx_book_theme"
 html_title = project
-html_theme_options = {"repository_url": _cfg["git_url"], "use_repository_button": False, "use_download_button": False,
+html_theme_options = {"use_repository_button": False, "use_download_button": False,
                       "show_toc_level": 2}
 html_last_updated_fmt = None
 html_favicon = "favicon.png"                  # else the browser asks for /favicon.ico (a 404)
+html_static_path = ["static"]
+html_css_files = ["fgr.css"]                  # tables wrap inside the page's column
+html_copy_source = False                      # no `_sources/` copies of the notebooks (the site shows them)
 html_context = {"default_mode": "light"}      # else the theme logs "invalid theme mode" as a console error
 
 _FRONT = re.compile(r"^---\s*\n(.*?)\n---", re.S)
 _QUARTO_ATTRS = re.compile(r"\{target=\"_blank\"[^}]*\}")
+_FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+_MD_LINK = re.compile(r"\[`?([^\]`]+)`?\]\([^)\s]+\)")
+_NUMBER = re.compile(r"^(\d+)([a-z]?)_")
+# The sidebar's groups, by a notebook's number: each group runs from its number to the next group's
+GROUPS = [(0, "Foundations"), (10, "Methods"), (15, "Tools"), (20, "Reproductions"), (30, "Results")]
 
 
 def _cell_lines(cell) -> str:
@@ -48,6 +56,25 @@ def _front_matter(text: str) -> dict:
     return yaml.safe_load(_FRONT.match(text).group(1)) or {}
 
 
+def page_title(docname: str, title: str) -> str:
+    "A page's title as the sidebar and the page show it: `10 · GAPan: ...` (the notebook's number, then its title)"
+    m = _NUMBER.match(docname)
+    return f"{m.group(1)}{m.group(2)} · {title}" if m else title
+
+
+def nav_groups(docnames) -> dict:
+    "Notebooks by sidebar group (`GROUPS`), each group in notebook order; pages without a number are left out"
+    groups = {}
+    for d in sorted(docnames):
+        m = _NUMBER.match(d)
+        if m: groups.setdefault([g for n, g in GROUPS if n <= int(m.group(1))][-1], []).append(d)
+    return {g: groups[g] for _, g in GROUPS if g in groups}
+
+
+def _md_cell(cell_id: str, text: str) -> dict:
+    return {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": text}
+
+
 def _to_sphinx(app, docname, source):
     "Turn what nbdev's processing leaves for Quarto into what myst-nb renders"
     if not str(app.env.doc2path(docname)).endswith(".ipynb"): return
@@ -55,9 +82,11 @@ def _to_sphinx(app, docname, source):
     cells = nb["cells"]
     if cells and cells[0]["cell_type"] == "raw" and _FRONT.match(_cell_lines(cells[0])):
         fm = _front_matter(_cell_lines(cells[0]))
-        text = f"# {fm.get('title', docname)}\n" + (f"\n> {fm['description']}\n" if fm.get("description") else "")
-        cells[0] = {"cell_type": "markdown", "metadata": {}, "source": text}
-    for c in cells:
+        text = f"# {page_title(docname, fm.get('title', docname))}\n" + (
+            f"\n> {fm['description']}\n" if fm.get("description") else "")
+        cells[0] = _md_cell("fgr-front-matter", text)
+    for i, c in enumerate(cells):
+        c.setdefault("id", f"fgr-proc-{i}")   # nbdev's processing adds cells without ids (nbformat would warn)
         if c["cell_type"] != "code": continue
         lines = _cell_lines(c).splitlines()
         dirs = {l.split(":", 1)[0][3:].strip(): l.split(":", 1)[-1].strip() for l in lines if l.startswith("#|")}
@@ -70,11 +99,14 @@ def _to_sphinx(app, docname, source):
             md = o.get("data", {}).get("text/markdown")
             if md is not None:
                 md = _QUARTO_ATTRS.sub("", "".join(md) if isinstance(md, list) else md)
+                md = _FENCE.sub(lambda f: _MD_LINK.sub(r"\1", f.group(0)), md)   # signatures show names, not links
                 o["data"]["text/markdown"] = re.sub(r"^---\s*\n", "", md)   # show_doc's leading rule
-    if docname == "index":
-        pages = sorted(p.stem for p in Path(app.srcdir).glob("*.ipynb") if p.stem != "index")
-        toc = "```{toctree}\n:maxdepth: 1\n:caption: Notebooks\n\n" + "\n".join(pages) + "\n```\n"
-        cells.append({"cell_type": "markdown", "metadata": {}, "source": toc})
+    if docname == "index":   # README.md's links to `nbs/<notebook>.ipynb` become links to the notebook's page
+        for c in cells:
+            if c["cell_type"] == "markdown": c["source"] = _cell_lines(c).replace("](nbs/", "](")
+        groups = nav_groups(p.stem for p in Path(app.srcdir).glob("*.ipynb"))
+        cells += [_md_cell(f"fgr-toc-{i}", f"```{{toctree}}\n:maxdepth: 1\n:caption: {g}\n\n" + "\n".join(d) + "\n```\n")
+                  for i, (g, d) in enumerate(groups.items())]
     source[0] = json.dumps(nb)
 
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_benchmarks.ipynb #b3e1a0c3
 from __future__ import annotations
-import json, re
+import json, os, re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -58,19 +58,46 @@ def _base(root, key:str, marker:str)->Path:
         if (cand / marker).exists(): return cand
     return _need(root / marker, key).parent
 
-def _read_rows(path:Path, key:str, ncols:int, skip:int=0, sep:str|None=None, exact:bool=True)->list[list[str]]:
+class _Row(list):
+    "The fields of one line of a list file, with its 1-based `line` number"
+    line:int
+
+def _read_rows(path:Path, key:str, ncols:int, skip:int=0, sep:str|None=None, exact:bool=True)->list[_Row]:
     "Non-empty lines of a text table split on `sep`, each with `ncols` fields (at least `ncols` if not `exact`)"
     rows = []
     for i, line in enumerate(_need(path, key).read_text(encoding="utf-8", errors="replace").splitlines()[skip:], skip + 1):
         if not line.strip(): continue
-        f = line.rstrip("\n").split(sep) if sep else line.split()
+        f = _Row(line.rstrip("\n").split(sep) if sep else line.split()); f.line = i
         if (len(f) != ncols) if exact else (len(f) < ncols): _bad(path, key, i, f"expected {ncols} fields, found {len(f)}: {line[:80]!r}")
         rows.append(f)
     return rows
 
-def _int(v:str, path:Path, key:str, line:int|None)->int:
-    try: return int(v)
-    except ValueError: _bad(path, key, line, f"expected an integer, found {v!r}")
+def _int(v:str, path:Path, key:str, line:int|None, lo:int|None=None, hi:int|None=None)->int:
+    "`int(v)` within [lo, hi]; otherwise a `DatasetFormatError` naming the file and line"
+    try: x = int(v)
+    except (ValueError, TypeError): _bad(path, key, line, f"expected an integer, found {v!r}")
+    if (lo is not None and x < lo) or (hi is not None and x > hi): _bad(path, key, line, f"expected an integer in [{lo}, {hi}], found {x}")
+    return x
+
+def _inside(p:str, path:Path, key:str, line:int|None)->Path:
+    "A relative path read from list file `path`: absolute paths and '..' (leaving the dataset folder) are refused"
+    r = Path(str(p).strip())
+    if not str(p).strip() or r.is_absolute() or ".." in r.parts:
+        _bad(path, key, line, f"expected a path inside the dataset folder, found {str(p)!r}")
+    return r
+
+def _missing_images(paths:list, listed:list, key:str, where:Path, what:str="{n} caption(s) name a missing image"):
+    "A `DatasetFormatError` naming `where`, how many of `paths` are not on disk (`what`: {n} of {N}) and the first few"
+    present, gone = {}, []
+    for p, l in zip(paths, listed):                   # one listing per folder, not one stat per image
+        d = os.fspath(Path(p).parent)
+        if d not in present:
+            try: present[d] = set(os.listdir(d))
+            except OSError: present[d] = set()
+        if Path(p).name not in present[d]: gone.append(str(l))
+    if gone: _bad(where, key, None, f"{what.format(n=len(gone), N=len(paths))}, e.g. {gone[:3]}")
+
+_LISTED_MISSING = "{n} of the {N} images it lists are missing"
 
 # %% ../nbs/01b_benchmarks.ipynb #6b26537b
 def _split_range(split:str, n:int, first:int=1)->range:
@@ -87,14 +114,16 @@ def cub200(
 )->ImageDataset:
     "CUB-200-2011 birds (Wah et al. 2011), read from images.txt / image_class_labels.txt / classes.txt"
     base = _base(root, "cub200", "images.txt")
-    paths = {r[0]: r[1] for r in _read_rows(base / "images.txt", "cub200", 2)}
-    cls = {r[0]: _int(r[1], base / "image_class_labels.txt", "cub200", None) for r in _read_rows(base / "image_class_labels.txt", "cub200", 2)}
-    names = {int(r[0]): r[1] for r in _read_rows(base / "classes.txt", "cub200", 2)} if (base / "classes.txt").exists() else {}
-    if set(paths) != set(cls): _bad(base / "image_class_labels.txt", "cub200", None, "image ids differ from images.txt")
+    lst, lab, cf = base / "images.txt", base / "image_class_labels.txt", base / "classes.txt"
+    paths = {r[0]: _inside(r[1], lst, "cub200", r.line) for r in _read_rows(lst, "cub200", 2)}
+    cls = {r[0]: _int(r[1], lab, "cub200", r.line, 1, 200) for r in _read_rows(lab, "cub200", 2)}
+    names = {_int(r[0], cf, "cub200", r.line, 1, 200): r[1] for r in _read_rows(cf, "cub200", 2)} if cf.exists() else {}
+    if set(paths) != set(cls): _bad(lab, "cub200", None, "image ids differ from images.txt")
     keep = _split_range(split, 200)
     ids = [i for i in paths if cls[i] in keep]
-    return ImageDataset([base / "images" / paths[i] for i in ids], [cls[i] - keep.start for i in ids],
-                        [names.get(c, str(c)) for c in keep], transform)
+    files = [base / "images" / paths[i] for i in ids]
+    _missing_images(files, [str(paths[i]) for i in ids], "cub200", lst, _LISTED_MISSING)
+    return ImageDataset(files, [cls[i] - keep.start for i in ids], [names.get(c, str(c)) for c in keep], transform)
 
 @DATASETS.register
 def cars196(
@@ -109,11 +138,14 @@ def cars196(
     except Exception as e: _bad(base / "cars_annos.mat", "cars196", None, f"not a readable MATLAB file ({e})")
     if "annotations" not in mat: _bad(base / "cars_annos.mat", "cars196", None, "no 'annotations' variable")
     ann = np.atleast_1d(mat["annotations"])
-    try: rows = [(str(a.relative_im_path), int(a.__dict__["class"])) for a in ann]
-    except (AttributeError, KeyError) as e: _bad(base / "cars_annos.mat", "cars196", None, f"annotations lack a field ({e})")
+    mat_file = base / "cars_annos.mat"
+    try: rows = [(_inside(a.relative_im_path, mat_file, "cars196", None), _int(a.__dict__["class"], mat_file, "cars196", None, 1, 196))
+                 for a in ann]
+    except (AttributeError, KeyError) as e: _bad(mat_file, "cars196", None, f"annotations lack a field ({e})")
     names = [str(n) for n in np.atleast_1d(mat["class_names"])] if "class_names" in mat else [str(c) for c in range(1, 197)]
     keep = _split_range(split, 196)
     rows = [r for r in rows if r[1] in keep]
+    _missing_images([base / p for p, _ in rows], [str(p) for p, _ in rows], "cars196", mat_file, _LISTED_MISSING)
     return ImageDataset([base / p for p, _ in rows], [c - keep.start for _, c in rows],
                         [names[c - 1] if c - 1 < len(names) else str(c) for c in keep], transform)
 
@@ -130,7 +162,10 @@ def sop(
     for f in (["Ebay_train.txt"] if split == "train" else ["Ebay_test.txt"] if split == "test" else ["Ebay_train.txt", "Ebay_test.txt"]):
         head = _need(base / f, "sop").read_text().splitlines()[:1]
         if not head or head[0].split()[:2] != ["image_id", "class_id"]: _bad(base / f, "sop", 1, "expected the header 'image_id class_id super_class_id path'")
-        rows += [(r[3], _int(r[1], base / f, "sop", None), _int(r[2], base / f, "sop", None)) for r in _read_rows(base / f, "sop", 4, skip=1)]
+        part = [(_inside(r[3], base / f, "sop", r.line), _int(r[1], base / f, "sop", r.line), _int(r[2], base / f, "sop", r.line))
+                for r in _read_rows(base / f, "sop", 4, skip=1)]
+        _missing_images([base / p for p, _, _ in part], [str(p) for p, _, _ in part], "sop", base / f, _LISTED_MISSING)
+        rows += part
     classes = sorted({c for _, c, _ in rows}); remap = {c: i for i, c in enumerate(classes)}
     return ImageDataset([base / p for p, _, _ in rows], [remap[c] for _, c, _ in rows], [str(c) for c in classes], transform,
                         attributes=[{"super_class": s} for _, _, s in rows])
@@ -146,13 +181,15 @@ def inshop(
     root_ = _base(root, "inshop", "img")
     f = root_ / "list_eval_partition.txt" if (root_ / "list_eval_partition.txt").exists() else root_ / "Eval" / "list_eval_partition.txt"
     rows = _read_rows(f, "inshop", 3, skip=2)
-    for i, r in enumerate(rows):
-        if r[2] not in ("train", "query", "gallery"): _bad(f, "inshop", i + 3, f"evaluation_status must be train/query/gallery, found {r[2]!r}")
+    for r in rows:
+        if r[2] not in ("train", "query", "gallery"): _bad(f, "inshop", r.line, f"evaluation_status must be train/query/gallery, found {r[2]!r}")
+        _inside(r[0], f, "inshop", r.line)
     want = {"train": ["train"], "query": ["query"], "gallery": ["gallery"], "test": ["query", "gallery"]}[split]
     pool = ["train"] if split == "train" else ["query", "gallery"]
     items = sorted({r[1] for r in rows if r[2] in pool}); remap = {it: i for i, it in enumerate(items)}
     sel = [r for s in want for r in rows if r[2] == s]
     view = lambda p: Path(p).stem.split("_")[-1]
+    _missing_images([root_ / r[0] for r in sel], [r[0] for r in sel], "inshop", f, _LISTED_MISSING)
     return ImageDataset([root_ / r[0] for r in sel], [remap[r[1]] for r in sel], items, transform,
                         views=[view(r[0]) for r in sel], attributes=[{"status": r[2]} for r in sel])
 
@@ -187,9 +224,10 @@ def _compcars_list(path:Path)->list[Path]:
     rels = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip(): continue
-        rel = Path(line.strip())
-        if len(rel.parts) != 4 or rel.suffix.lower() != ".jpg":
-            _bad(path, "compcars", i, f"expected '<make>/<model>/<year>/<name>.jpg', found {line.strip()[:80]!r}")
+        rel = _inside(line, path, "compcars", i)
+        if len(rel.parts) != 4 or rel.suffix.lower() != ".jpg" or not all(t.isdigit() for t in rel.parts[:3]):
+            _bad(path, "compcars", i, f"expected '<make>/<model>/<year>/<name>.jpg' with numeric make, model and year ids, "
+                                      f"found {line.strip()[:80]!r}")
         rels.append(rel)
     return rels
 
@@ -315,6 +353,8 @@ def fashioniq(
         for j, c in enumerate(caps if isinstance(caps, list) else [None]):
             if not isinstance(c, dict) or not {"candidate", "target", "captions"} <= set(c):
                 _bad(cap_file, "fashioniq", None, f"entry {j} needs keys candidate, target, captions")
+            if not isinstance(c["captions"], list) or not c["captions"] or not all(isinstance(s, str) for s in c["captions"]):
+                _bad(cap_file, "fashioniq", None, f"entry {j}: captions must be a non-empty list of strings, found {c['captions']!r:.80}")
             r, t = _add(cat, str(c["candidate"]), cap_file), _add(cat, str(c["target"]), cap_file)
             if r is None or t is None: n_trip += 1; continue
             lines = [s.strip() for s in c["captions"]]
@@ -346,12 +386,15 @@ def shoes(
     caps = _load_json(base / "relative_captions_shoes.json", "shoes")
     found = {p.name: p for p in sorted(base.rglob("*.jpg"))}
     idx = {n: i for i, n in enumerate(names)}
-    for n in names:
-        if n not in found: _need(base / "attributedata" / n, "shoes")
+    name_file = base / ("train_im_names.txt" if split == "train" else "eval_im_names.txt")
+    gone = [n for n in names if n not in found]
+    if gone: _bad(name_file, "shoes", None, f"{len(gone)} of the {len(names)} images it lists are not under {str(base)!r}, e.g. {gone[:3]}")
     refs, tgts, texts = [], [], []
-    for j, c in enumerate(caps):
-        if not isinstance(c, dict) or not {"ImageName", "ReferenceImageName", "RelativeCaption"} <= set(c):
-            _bad(base / "relative_captions_shoes.json", "shoes", None, f"entry {j} needs keys ImageName, ReferenceImageName, RelativeCaption")
+    keys = ("ImageName", "ReferenceImageName", "RelativeCaption")
+    for j, c in enumerate(caps if isinstance(caps, list) else [None]):
+        if not isinstance(c, dict) or not set(keys) <= set(c) or not all(isinstance(c[k], str) for k in keys):
+            _bad(base / "relative_captions_shoes.json", "shoes", None, f"entry {j} needs string values for ImageName, "
+                 f"ReferenceImageName, RelativeCaption, found {c!r:.100}")
         if c["ImageName"] in idx and c["ReferenceImageName"] in idx:
             refs.append(idx[c["ReferenceImageName"]]); tgts.append(idx[c["ImageName"]]); texts.append(c["RelativeCaption"].strip())
     return ComposedDataset(ImageDataset([found[n] for n in names], range(len(names)), names, transform), refs, tgts, texts)
@@ -362,7 +405,10 @@ def _f200k_rows(base:Path, split:str)->list[tuple[str, str]]:
     if not files: _need(base / "labels" / f"dress_{split}_detect_all.txt", "fashion200k")
     rows = []
     for f in files:
-        rows += [(r[0], " ".join(r[2].strip().lower().split())) for r in _read_rows(f, "fashion200k", 3, sep="\t")]
+        part = [(str(_inside(r[0], f, "fashion200k", r.line)), " ".join(r[2].strip().lower().split()))
+                for r in _read_rows(f, "fashion200k", 3, sep="\t")]
+        _missing_images([base / p for p, _ in part], [p for p, _ in part], "fashion200k", f, _LISTED_MISSING)
+        rows += part
     return rows
 
 @DATASETS.register
@@ -424,11 +470,6 @@ def fashion200k_triplets(
 _ZS_SPLITS = {"train": ("train", None), "test": ("test", None), "all": ("all", None),   # (class half, official split)
               "zs_train": ("train", "train"), "zs_query": ("test", "test"), "zs_support": ("test", "train")}
 
-def _missing_images(paths:list, listed:list, key:str, where:Path):
-    "An error naming how many captions point to images that do not exist, and the first few"
-    gone = [str(l) for p, l in zip(paths, listed) if not Path(p).exists()]
-    if gone: _bad(where, key, None, f"{len(gone)} caption(s) name a missing image, e.g. {gone[:3]}")
-
 @DATASETS.register
 def pascal_sentence(
     split:str="train",            # "zs_train" / "zs_query" / "zs_support" (ZS-CMR protocol) or "train" / "test" / "all"
@@ -472,13 +513,17 @@ def wikipedia(
     if protocol == "standard" and split.startswith("zs_"):
         raise ValueError(f"split={split!r} is a zero-shot split; with protocol='standard' use 'train', 'test' or 'all'")
     base = _base(root, "wikipedia", "trainset_txt_img_cat.list")
+    def _name(v, path, line):   # a text or image id is a file name (no folder part)
+        if len(_inside(v, path, "wikipedia", line).parts) != 1: _bad(path, "wikipedia", line, f"expected an id without '/', found {v!r}")
+        return v
     cats = [r[0] for r in _read_rows(base / "categories.list", "wikipedia", 1)]
     lists = {"train": ["trainset_txt_img_cat.list"], "test": ["testset_txt_img_cat.list"]}
     if protocol == "standard": files = lists[split] if split != "all" else lists["train"] + lists["test"]
     else: files = lists[official] if official else lists["train"] + lists["test"]
     rows = []
     for f in files:
-        rows += [(r[0], r[1], _int(r[2], base / f, "wikipedia", None), f) for r in _read_rows(base / f, "wikipedia", 3)]
+        rows += [(_name(r[0], base / f, r.line), _name(r[1], base / f, r.line), _int(r[2], base / f, "wikipedia", r.line, 1, len(cats)), f)
+                 for r in _read_rows(base / f, "wikipedia", 3)]
     keep = range(1, len(cats) + 1) if protocol == "standard" else _split_range(half, len(cats))
     rows = [r for r in rows if r[2] in keep]
     paths = [base / "images" / cats[c - 1] / f"{iid}.jpg" for _, iid, c, _ in rows]

@@ -17,7 +17,7 @@ from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
 from .benchmarks import ComposedDataset
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule, scale_features
-from .train import CrossModalConfig, Method, embed_dataset, make_optimizer, register_method, training_texts
+from .method import CrossModalConfig, Method, embed_dataset, make_optimizer, register_method, training_texts
 
 # %% auto #0
 __all__ = ['compositors', 'CIR_REFERENCES', 'FROZEN_MAPS', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator',

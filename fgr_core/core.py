@@ -4,17 +4,19 @@
 
 # %% ../nbs/00_core.ipynb #270a5fb3
 from __future__ import annotations
-import dataclasses, difflib, fnmatch, inspect, os, random, tempfile, types, typing
+import dataclasses, difflib, errno, fnmatch, inspect, io, math, os, random, re, tempfile, types, typing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+import yaml
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'seed_everything', 'get_device', 'check_choice', 'check_range', 'Config',
-           'atomic_write', 'save_checkpoint', 'safe_torch_load', 'load_checkpoint', 'same_code', 'Registry']
+           'atomic_write', 'save_checkpoint', 'safe_torch_load', 'load_checkpoint', 'YamlLoader', 'yaml_load',
+           'read_yaml', 'user_error_message', 'same_code', 'Registry']
 
 # %% ../nbs/00_core.ipynb #2fdb7b39
 def seed_everything(
@@ -69,7 +71,8 @@ def check_range(
     hi:float|None=None, # largest allowed value (inclusive)
     open_lo:bool=False, # exclude `lo` itself
 ):
-    "Raise `ValueError` naming `field` unless `lo <= value <= hi` (or `lo < value` with `open_lo`)"
+    "Raise `ValueError` naming `field` unless `lo <= value <= hi` (or `lo < value` with `open_lo`); NaN never passes"
+    if isinstance(value, float) and math.isnan(value): raise ValueError(f"{field}: expected a number, got nan")
     bad = (lo is not None and (value <= lo if open_lo else value < lo)) or (hi is not None and value > hi)
     if bad:
         left = "(" if open_lo else "["
@@ -99,6 +102,7 @@ class Config:
             v = getattr(self, f.name)
             if not _type_ok(v, hints[f.name]):
                 raise ValueError(f"{type(self).__name__}.{f.name}: expected {_type_name(hints[f.name])}, got {v!r}")
+            if isinstance(v, float) and math.isnan(v): raise ValueError(f"{type(self).__name__}.{f.name}: expected a number, got nan")
             union = typing.get_origin(hints[f.name]) in (typing.Union, types.UnionType)
             kinds = typing.get_args(hints[f.name]) if union else (hints[f.name],)   # float|None: float inside
             if float in kinds and int not in kinds and isinstance(v, int) and not isinstance(v, bool):
@@ -135,6 +139,7 @@ def atomic_write(
     encoding:str|None=None, # text encoding for mode "w" (utf-8 by default)
 ):
     "Context manager yielding a file object; on success it replaces `path` atomically, on error `path` is untouched"
+    # an OS error (disk full at write, fsync or close) is re-raised naming `path`; the temporary file is removed
     check_choice("mode", mode, ["wb", "w"])
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -145,8 +150,9 @@ def atomic_write(
         os.chmod(tmp, _target_mode(path))
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno and not e.filename: raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 def _target_mode(path:Path)->int:
@@ -187,7 +193,8 @@ def save_checkpoint(
     "Write `state` to `path` atomically (temporary file, fsync, rename); any other type raises `ValueError` first"
     if not isinstance(state, dict): raise ValueError(f"checkpoint state must be a dict, got {type(state).__name__}")
     _check_plain(state, "state")
-    with atomic_write(path, "wb") as f: torch.save({_CKPT_KEY: 1, "state": state}, f)
+    buf = io.BytesIO(); torch.save({_CKPT_KEY: 1, "state": state}, buf)   # in memory: a full disk is then an OSError
+    with atomic_write(path, "wb") as f: f.write(buf.getbuffer())           # of this write, naming the file
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #c681d80e
@@ -203,11 +210,12 @@ def safe_torch_load(
     if not path.is_file(): raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        why = str(e).split("WeightsUnpickler error:")[-1].strip().split(" was not an allowed")[0].split("\n")[0]
-        raise ValueError(f"{what} {str(path)!r} was refused: it needs a Python object other than tensors, "
-                         f"numbers, strings, lists and dicts ({why}), and loading such objects can run arbitrary "
-                         "code. fgr reads torch files with torch.load(weights_only=True) only; if you trust the "
-                         "file's source, load it yourself and save just its tensors (torch.save(model.state_dict(), "
+        glob = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))   # the object the file asks to build
+        if glob is None: raise ValueError(f"{what} {str(path)!r} is truncated or not a torch file (invalid pickle data)") from None
+        raise ValueError(f"{what} {str(path)!r} was refused: it needs the Python object GLOBAL {glob.group(1)}, not "
+                         "only tensors, numbers, strings, lists and dicts, and building such objects can run "
+                         "arbitrary code. fgr reads torch files with torch.load(weights_only=True) only; if you trust "
+                         "the file's source, load it yourself and save just its tensors (torch.save(model.state_dict(), "
                          "path)).") from None
     except Exception as e:
         raise ValueError(f"{what} {str(path)!r} is truncated or not a torch file ({type(e).__name__}: {e})") from None
@@ -222,6 +230,51 @@ def load_checkpoint(
     if not isinstance(obj, dict) or obj.get(_CKPT_KEY) != 1:
         raise ValueError(f"{str(path)!r} is not an fgr checkpoint (no '{_CKPT_KEY}' marker); was it written by save_checkpoint?")
     return obj["state"]
+
+# %% ../nbs/00_core.ipynb #5afe0001
+class YamlLoader(yaml.SafeLoader):
+    "YAML safe loader that also reads `1e-4` (no dot) as a float, as YAML 1.2 does"
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+def yaml_load(text:str)->Any:
+    "Parse YAML safely (`1e-4` is a float)"
+    return yaml.load(text, Loader=YamlLoader)
+
+def read_yaml(
+    path:str|Path,             # a YAML file
+    what:str="config file",    # how errors name it
+)->Any:
+    "`yaml_load` of a file; a missing file or a syntax error raises naming the file (and the line and column)"
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try: return yaml_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = " ".join(filter(None, [getattr(e, "context", None), getattr(e, "problem", None)])) or str(e)
+        raise ValueError(f"{what} {str(path)!r}{at}: invalid YAML ({why})") from None
+
+# %% ../nbs/00_core.ipynb #5afe0003
+_OS_WHY = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+           errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+           errno.EROFS: "the file system is read-only", errno.ENOTDIR: "a file stands where a folder is needed",
+           errno.EEXIST: "a file stands where a folder is needed", errno.EISDIR: "a folder stands where a file is needed",
+           errno.ENOENT: "no such file or folder"}
+
+def user_error_message(
+    exc:BaseException, # an exception that stopped a run or a config load
+)->str|None:           # one line for the user, or None for a bug (show the traceback)
+    "One line for an error the user can fix: OS errors (path named), bad settings, data and non-finite losses"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None) or "(no path given)"
+        why = _OS_WHY.get(exc.errno, exc.strerror or f"OS error {exc.errno}")
+        msg = f"{why}: {where}; nothing was overwritten (fgr replaces files atomically; earlier files are intact)"
+    elif isinstance(exc, KeyError): msg = str(exc.args[0]) if exc.args else repr(exc)
+    elif isinstance(exc, (ValueError, OSError, FloatingPointError)): msg = str(exc)
+    else: return None
+    return " ".join(msg.split())
 
 # %% ../nbs/00_core.ipynb #720c33ce
 def _source(f)->str|None:

@@ -651,3 +651,14 @@ def get_batch(self:ImageDataset,
         out["attributes"] = {k: v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx.tolist()]
                              for k, v in self._attribute_columns.items()}
     return out
+
+# %% ../nbs/01_data.ipynb #0d573ff5
+import copy
+
+@patch
+def device_split(self:ImageDataset)->tuple: # (dataset to load items from, transform of (B, C, H, W) images or None)
+    "A copy of `self` loading images up to the transform's trailing `ToDtype`/`Normalize`, and those steps; `(self, None)` if none"
+    host, tail = split_transform(self.transform)
+    if tail is None: return self, None
+    ds = copy.copy(self); ds.transform = host
+    return ds, tail

@@ -18,7 +18,7 @@ from .core import check_choice, check_range
 from .data import train_transform
 from .divergences import frobenius_view_loss
 from .index import DatabaseEmbeddings, topk_union
-from .train import epoch_seed
+from .feed import epoch_seed
 
 # %% auto #0
 __all__ = ['SPLIT_STREAM', 'PAPER_FULL_RETRIEVAL_FRACTION', 'stratified_split', 'IndexedSubset', 'split_query_database',
@@ -215,7 +215,7 @@ def dmcac_total_loss(
     return sum(b * terms[n] for b, n in used)
 
 # %% ../nbs/12_dmcac.ipynb #3927cf5d
-from .train import Method, MethodConfig, num_classes_of, register_method
+from .method import Method, MethodConfig, num_classes_of, register_method
 from .backbones import create_image_backbone
 
 def _default_views(x:Tensor, A:int, generator:torch.Generator|None=None)->Tensor:
@@ -287,7 +287,8 @@ def embed(self:DMCAC, batch:dict)->Tensor:
     return self.encode(batch["image"])
 
 # %% ../nbs/12_dmcac.ipynb #3b54668c
-from .train import broadcast_buffers, embed_dataset
+from .distributed import broadcast_buffers
+from .method import embed_dataset
 
 # %% ../nbs/12_dmcac.ipynb #5d39fd66
 def _image_side(database)->int:

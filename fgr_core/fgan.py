@@ -18,7 +18,7 @@ from .backbones import create_image_backbone, create_text_encoder, imagenet_soft
 from .divergences import gaussian_kl, symmetric_kl_similarity
 from .metrics import map_all, precision_at_k, queries_with_support
 from .topk import TopKRegionEmbedding, hard_topk_indicators, select_regions
-from .train import CrossModalConfig, Method, embed_dataset, register_method, training_texts
+from .method import CrossModalConfig, Method, embed_dataset, register_method, training_texts
 
 # %% auto #0
 __all__ = ['text_regions', 'gap_regions', 'LabelDistributionVAE', 'FineGrainedEncoder', 'cosine_distance', 'relation_masks',

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from fastcore.basics import patch
 from .core import IMAGENET_MEAN, IMAGENET_STD, check_choice, check_range
 from .metrics import evaluate_retrieval, queries_with_support
-from .train import Method, MethodConfig, embed_dataset, num_classes_of, register_method
+from .method import Method, MethodConfig, embed_dataset, num_classes_of, register_method
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'VARIANTS', 'PAPER_SETTINGS', 'DEFAULT_SWITCHES', 'mac_pool', 'spoc_pool', 'crow_pool',

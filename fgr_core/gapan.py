@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_range
 from .flows import ClassConditionalFlow
 from .backbones import create_image_backbone, EmbeddingHead
-from .train import Method, MethodConfig, make_optimizer, num_classes_of, register_method
+from .method import Method, MethodConfig, make_optimizer, num_classes_of, register_method
 
 # %% auto #0
 __all__ = ['appearance_anchors', 'prior_alignment_loss', 'NormSoftmaxLoss', 'ProxyAnchorLoss', 'EmbeddingModel', 'NormSoftmax',
@@ -154,7 +154,7 @@ class ProxyAnchor(EmbeddingModel):
         return {"loss": self.loss_fn(self.embed(batch), batch["label"])}
 
 # %% ../nbs/10_gapan.ipynb #177bac49
-from .train import all_gather_cat
+from .distributed import all_gather_cat
 
 # %% ../nbs/10_gapan.ipynb #d2af0503
 class GAPan(EmbeddingModel):

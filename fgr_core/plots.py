@@ -4,23 +4,87 @@
 
 # %% ../nbs/15_plots.ipynb #84c50f38
 from __future__ import annotations
-import os, textwrap
+import os, textwrap, warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+import matplotlib
 import matplotlib.pyplot as plt
+from cycler import cycler
 from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
 
-from .core import IMAGENET_MEAN, IMAGENET_STD
+from .core import IMAGENET_MEAN, IMAGENET_STD, atomic_write
 
 # %% auto #0
-__all__ = ['PAPER_COLUMNS', 'paper_results_dir', 'load_paper_results', 'summarize_runs', 'comparison_table',
-           'plot_training_curves', 'project_2d', 'plot_tsne', 'to_display', 'plot_retrieval_gallery', 'plot_saliency',
-           'plot_text_saliency']
+__all__ = ['HOUSE_DPI', 'MIN_FONT_PT', 'PAGE_WIDTH_IN', 'OKABE_ITO', 'HOUSE_STYLE', 'PAPER_COLUMNS', 'house_style', 'text_sizes',
+           'small_text', 'save_figure', 'png_dpi', 'paper_results_dir', 'load_paper_results', 'summarize_runs',
+           'comparison_table', 'human_title', 'plot_training_curves', 'project_2d', 'plot_tsne',
+           'plot_embedding_panels', 'plot_anchors', 'to_display', 'plot_retrieval_gallery', 'plot_saliency',
+           'plot_text_saliency', 'plot_saliency_rows', 'RunTime', 'measured_run_time']
+
+# %% ../nbs/15_plots.ipynb #0c1a3e3c
+HOUSE_DPI = 150       # dots per inch of every figure, saved and inline
+MIN_FONT_PT = 8       # the smallest text, in points at the size a page shows the figure
+PAGE_WIDTH_IN = 7.5   # the widest a page shows a figure (the docs site's column): a wider figure is shrunk to it
+OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+HOUSE_STYLE = {
+    "figure.dpi": HOUSE_DPI, "savefig.dpi": HOUSE_DPI, "savefig.bbox": "tight",
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8, "legend.title_fontsize": 8, "figure.titlesize": 11, "figure.labelsize": 9,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.prop_cycle": cycler(color=OKABE_ITO),
+    "lines.linewidth": 1.6, "grid.alpha": 0.3, "grid.linewidth": 0.6, "legend.framealpha": 0.85,
+}
+
+def house_style(**overrides):
+    "The house style as a context: `with house_style(): ...`. `plt.style.use(HOUSE_STYLE)` applies it to a whole notebook"
+    return plt.style.context({**HOUSE_STYLE, **overrides})
+
+def text_sizes(fig)->list[tuple[str, float]]:
+    "Each visible text of `fig` and its size in points as a page shows it (a figure wider than `PAGE_WIDTH_IN` shrinks)"
+    fig.canvas.draw()                                                     # tick labels exist once drawn
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width            # inches, as `save_figure` crops it
+    shrink = min(1.0, PAGE_WIDTH_IN / width)
+    return [(t.get_text(), t.get_fontsize() * shrink) for t in fig.findobj(matplotlib.text.Text)
+            if t.get_visible() and t.get_text().strip()
+            and (t.axes is None or t.axes.get_visible())]
+
+def small_text(fig, min_pt:float=MIN_FONT_PT)->list[str]:
+    "Texts of `fig` smaller than `min_pt` as a page shows them, as `'text' (size pt)`; empty when none"
+    return [f"{t[:30]!r} ({s:.1f} pt)" for t, s in text_sizes(fig) if s < min_pt - 1e-6]
+
+def save_figure(
+    fig,                     # a matplotlib figure
+    path:str|Path,           # destination; the suffix gives the format (.png, .pdf, .svg)
+    dpi:int=HOUSE_DPI,       # resolution, at least `HOUSE_DPI`
+    close:bool=False,        # close the figure after saving (long loops of figures)
+)->Path:
+    "Save `fig` in the house style's resolution, cropped to its content, atomically; warns about text under 8 pt"
+    if dpi < HOUSE_DPI: raise ValueError(f"dpi: the house style needs at least {HOUSE_DPI}, got {dpi}")
+    path = Path(path)
+    small = small_text(fig)
+    if small: warnings.warn(f"{path.name}: {len(small)} texts under {MIN_FONT_PT} pt on a {PAGE_WIDTH_IN}-inch page, "
+                            f"e.g. {small[:4]}; larger fonts or a narrower figure fix it", stacklevel=2)
+    with atomic_write(path, "wb") as f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    if close: plt.close(fig)
+    return path
+
+def png_dpi(png:bytes|str|Path)->float|None:
+    "Resolution a PNG declares (its `pHYs` chunk, in dots per inch; the smaller axis), None when it declares none"
+    data = Path(png).read_bytes() if isinstance(png, (str, Path)) else png
+    if data[:8] != b"\x89PNG\r\n\x1a\n": raise ValueError("not a PNG file (no PNG signature)")
+    i = 8
+    while i + 8 <= len(data):
+        n, kind = int.from_bytes(data[i:i+4], "big"), data[i+4:i+8]
+        if kind == b"pHYs":
+            x, y, unit = int.from_bytes(data[i+8:i+12], "big"), int.from_bytes(data[i+12:i+16], "big"), data[i+16]
+            return min(x, y) * 0.0254 if unit == 1 else None          # unit 1: pixels per metre
+        if kind in (b"IDAT", b"IEND"): return None                     # pHYs comes before the image data
+        i += 12 + n
+    return None
 
 # %% ../nbs/15_plots.ipynb #9a401f8b
 import importlib.resources
@@ -108,9 +172,30 @@ def _wide_log(log:str|Path|pd.DataFrame)->pd.DataFrame:
     return df
 
 def _run_styles(labels:Sequence[str])->dict[str, dict]:
-    "One colour (the property cycle's) and one line style per run, fixed for every panel"
-    colors, dashes = plt.rcParams["axes.prop_cycle"].by_key()["color"], ["-", "--", "-.", ":"]
-    return {lb: dict(color=colors[i % len(colors)], ls=dashes[i % len(dashes)]) for i, lb in enumerate(labels)}
+    "One colour and one line style per run, fixed for every panel; earlier runs wider, so a later one drawn on top never hides them"
+    dashes, n = ["-", "--", "-.", ":"], len(labels)
+    return {lb: dict(color=OKABE_ITO[i % len(OKABE_ITO)], ls=dashes[i % len(dashes)], lw=1.4 + 1.4*(n - 1 - i)/max(n - 1, 1),
+                     zorder=2 + i) for i, lb in enumerate(labels)}
+
+_NAMES = {"loss": "total loss", "ce": "cross-entropy", "nll": "negative log-likelihood", "kl": "KL divergence",
+          "acc": "accuracy", "lr": "learning rate"}
+
+def human_title(key:str)->str:
+    "A panel title for a logged value: `train/loss` -> 'total loss (training)', `val/R@1` -> 'R@1 (validation)'"
+    split, _, name = key.rpartition("/")
+    split = {"train": "training", "val": "validation", "valid": "validation", "test": "test", "train_epoch": "training, epoch mean"}.get(split, split)
+    name = _NAMES.get(name, name.replace("_", " "))
+    return f"{name} ({split})" if split else name
+
+def _ref_lines(ax, key:str, refs:dict)->list:
+    "Horizontal reference lines (chance, floor) of panel `key`; their legend handles"
+    out = []
+    for label, (value, style) in refs.items():
+        v = value.get(key) if isinstance(value, dict) else value
+        if v is None: continue
+        ax.axhline(v, color="0.35", lw=1.1, zorder=1, **style)
+        out.append(Line2D([], [], color="0.35", lw=1.1, label=label, **style))
+    return out
 
 def plot_training_curves(
     logs:str|Path|pd.DataFrame|dict, # a CSV log / DataFrame, or {label: log} to overlay several runs
@@ -118,28 +203,43 @@ def plot_training_curves(
     x:str="step",                    # "step" or "epoch"
     smooth:int=1,                    # rolling-mean window in points
     ncols:int=4,                     # at most this many panels per row (rows are balanced: 5 panels are 3 + 2)
+    titles:dict|None=None,           # {key: panel title}; default `human_title(key)`
+    ylabels:dict|None=None,          # {key: y-axis label with its unit}; default 'loss (nats)' for losses, else the title
+    chance:float|dict|None=None,     # chance level: one value for every panel or {key: value}; a dashed line
+    floor:float|dict|None=None,      # score without training (the `floor` method): a dotted line
+    overlay:bool=True,               # False: a panel per (run, key), for runs whose values are different objectives
 ):
-    "One panel per logged value, one line per run drawn alike in every panel, one legend; returns the figure"
+    "One panel per logged value (per run and value with `overlay=False`), runs drawn alike in every panel, one legend"
     logs = {"": logs} if not isinstance(logs, dict) else logs
     frames = {k: _wide_log(v) for k, v in logs.items()}
     keys = list(keys) if keys is not None else sorted({c for f in frames.values() for c in f.columns if "loss" in c})
     if not keys: raise ValueError("no values to plot: pass keys=[...] (no logged column has 'loss' in its name)")
-    rows = -(-len(keys) // ncols); cols = -(-len(keys) // rows)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4*cols, 2.6*rows + 0.4), squeeze=False, layout="constrained")
-    styles = _run_styles(list(frames))
-    for ax, key in zip(axes.flat, keys):
-        for label, f in frames.items():
-            if key not in f.columns: continue
-            d = f[[x, key]].dropna() if x in f.columns else f[[key]].dropna().reset_index().rename(columns={"index": x})
-            ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label, **styles[label],
-                    marker="o" if len(d) <= 30 else None, ms=3)            # a few epochs (or one) stay visible
-        if not ax.lines: ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
-        ax.set_title(key, fontsize=10); ax.set_xlabel("optimizer step" if x == "step" else x)
-        ax.set_ylabel("loss (nats)" if "loss" in key else key.split("/")[-1])
-    for ax in axes.flat[len(keys):]: ax.remove()                        # no empty panels in the last row
-    if any(frames):
-        fig.legend([Line2D([], [], lw=1.5, **s) for s in styles.values()], list(styles), loc="outside upper center",
-                   ncols=min(len(styles), 6), fontsize=8, frameon=False)
+    titles, ylabels = {k: human_title(k) for k in keys} | (titles or {}), ylabels or {}
+    panels = ([(titles[k], k, list(frames)) for k in keys] if overlay or len(frames) == 1 else
+              [(f"{lb}: {titles[k]}", k, [lb]) for lb in frames for k in keys])
+    refs = {"chance": (chance, dict(ls="--")), "floor (no training)": (floor, dict(ls=":"))}
+    rows = -(-len(panels) // ncols); cols = -(-len(panels) // rows)
+    with house_style():
+        fig, axes = plt.subplots(rows, cols, figsize=(min(PAGE_WIDTH_IN, 2.5*cols), 2.1*rows + 0.5), squeeze=False,
+                                 layout="constrained")
+        styles, extra = _run_styles(list(frames)), {}
+        for ax, (title, key, runs) in zip(axes.flat, panels):
+            for label in runs:
+                f = frames[label]
+                if key not in f.columns: continue
+                d = f[[x, key]].dropna() if x in f.columns else f[[key]].dropna().reset_index().rename(columns={"index": x})
+                ax.plot(d[x], d[key].rolling(smooth, min_periods=1).mean(), label=label, **styles[label],
+                        marker="o" if len(d) <= 30 else None, ms=3)            # a few epochs (or one) stay visible
+            if not ax.lines: ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            extra.update({h.get_label(): h for h in _ref_lines(ax, key, refs)})
+            ax.set_title(title); ax.grid(True)
+            ax.set_xlabel("optimizer step" if x == "step" else x)
+            ax.set_ylabel(ylabels.get(key, "loss (nats)" if "loss" in key or key.endswith(("/ce", "/nll")) else titles[key]))
+        for ax in axes.flat[len(panels):]: ax.remove()                        # no empty panels in the last row
+        handles = ([Line2D([], [], **{k: v for k, v in s.items() if k != "zorder"}) for s in styles.values()]
+                   if any(frames) else []) + list(extra.values())
+        labels = (list(styles) if any(frames) else []) + list(extra)
+        if handles: fig.legend(handles, labels, loc="outside upper center", ncols=min(len(handles), 4), frameon=False)
     return fig
 
 # %% ../nbs/15_plots.ipynb #affd032a
@@ -160,6 +260,12 @@ def project_2d(
 # %% ../nbs/15_plots.ipynb #259a7b87
 _CLASS_COLORS = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]   # 10 hues, then their tints
 
+def _class_handles(classes:Sequence, class_names:dict|None)->tuple[list, list]:
+    "Legend handles (a coloured dot per class, colours as `plot_tsne` gives them) and their labels"
+    names = class_names or {}
+    return ([Line2D([], [], ls="", marker="o", ms=5, color=_CLASS_COLORS[i % 20]) for i in range(len(classes))],
+            [str(names.get(c, c)) for c in classes])
+
 def plot_tsne(
     emb:torch.Tensor|np.ndarray,    # (N, D) embeddings
     labels:torch.Tensor|np.ndarray, # (N,) class ids; the k-th smallest id in view gets colour k (mod 20)
@@ -170,6 +276,9 @@ def plot_tsne(
     seed:int=0,                     # seed for subsampling and t-SNE
     style:Sequence|np.ndarray|None=None, # (N,) group of each point (e.g. "image" / "text"): a marker, a legend entry
     markers:str="o^sDPXv*",         # marker per group, in order of first appearance
+    legend:bool|None=None,          # a legend of classes (and groups); default: when at most `max_legend` classes
+    max_legend:int=10,              # above this many classes the colours repeat and a legend would not help
+    class_names:dict|None=None,     # {class id: name} for the legend
 ):
     "Scatter of a 2-D projection of `emb`, coloured by `labels`, a marker per `style` group; returns the axes"
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
@@ -182,15 +291,84 @@ def plot_tsne(
     n = len(labels)
     keep = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else np.arange(n)
     xy, labels, groups = project_2d(emb[keep], method, seed), labels[keep], groups[keep]
-    if ax is None: _, ax = plt.subplots(figsize=(4, 4))
-    colors = np.array(_CLASS_COLORS)[np.unique(labels, return_inverse=True)[1] % 20]   # (n, 4), shared by the groups
-    for name, mk in zip(names, markers):
-        m = groups == name
-        ax.scatter(xy[m, 0], xy[m, 1], c=colors[m], s=9, marker=mk)
-    if style is not None:
-        handles = [Line2D([], [], ls="", marker=mk, color="0.35") for mk in markers[:len(names)]]   # grey: not a class
-        ax.legend(handles, [str(g) for g in names], fontsize=7, loc="best", framealpha=0.8)
-    ax.set_title(title); ax.set_xticks([]); ax.set_yticks([])
+    with house_style():
+        if ax is None: _, ax = plt.subplots(figsize=(3.6, 3.2), layout="constrained")
+        classes, inv = np.unique(labels, return_inverse=True)
+        colors = np.array(_CLASS_COLORS)[inv % 20]                            # (n, 4), shared by the groups
+        for name, mk in zip(names, markers):
+            m = groups == name
+            ax.scatter(xy[m, 0], xy[m, 1], c=colors[m], s=14, marker=mk, linewidths=0.3, edgecolors="white")
+        handles, texts = _class_handles(classes.tolist(), class_names) if len(classes) <= max_legend else ([], [])
+        if style is not None:                                                 # grey markers: a group, not a class
+            handles += [Line2D([], [], ls="", marker=mk, ms=5, color="0.35") for mk in markers[:len(names)]]
+            texts += [str(g) for g in names]
+        if (legend is None or legend) and handles:
+            ax.legend(handles, texts, loc="upper left", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2, handletextpad=0.2)
+        ax.set_title(title); ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xlabel(f"{'t-SNE' if method == 'tsne' else 'PC'} 1"); ax.set_ylabel(f"{'t-SNE' if method == 'tsne' else 'PC'} 2")
+    return ax
+
+def plot_embedding_panels(
+    panels:dict,                  # {title: (emb, labels) or (emb, labels, style)}, e.g. a method's spaces side by side
+    ncols:int=3,                  # panels per row
+    method:str="tsne",            # "tsne" or "pca"
+    max_points:int=2000,          # per panel (see `plot_tsne`)
+    seed:int=0,
+    class_names:dict|None=None,   # {class id: name} for the shared legend
+    max_legend:int=10,            # a class legend only up to this many classes
+    suptitle:str="",              # figure title
+):
+    "Several 2-D projections side by side (e.g. FGAN's RE, LD and JR spaces, before and after training), one shared legend"
+    if not panels: raise ValueError("panels: expected at least one {title: (emb, labels[, style])}")
+    rows = -(-len(panels) // ncols); cols = min(ncols, len(panels))
+    with house_style():
+        fig, axes = plt.subplots(rows, cols, figsize=(min(PAGE_WIDTH_IN, 2.4*cols), 2.35*rows + 0.6), squeeze=False,
+                                 layout="constrained")
+        classes, groups = set(), {}
+        for ax, (title, spec) in zip(axes.flat, panels.items()):
+            emb, labels, *style = spec
+            plot_tsne(emb, labels, ax=ax, title=title, method=method, max_points=max_points, seed=seed,
+                      style=style[0] if style else None, legend=False)
+            classes |= set(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).tolist())
+            if style: groups.update(dict.fromkeys(np.asarray(style[0]).tolist()))
+        for ax in axes.flat[len(panels):]: ax.remove()
+        handles, texts = _class_handles(sorted(classes), class_names) if len(classes) <= max_legend else ([], [])
+        handles += [Line2D([], [], ls="", marker=mk, ms=5, color="0.35") for mk in "o^sDPXv*"[:len(groups)]]
+        texts += [str(g) for g in groups]
+        if handles: fig.legend(handles, texts, loc="outside lower center", ncols=min(len(handles), 8), frameon=False,
+                               title="class" + (" and modality" if groups else "") if len(classes) <= max_legend else None)
+        if suptitle: fig.suptitle(suptitle)
+    return fig
+
+def plot_anchors(
+    features:torch.Tensor|np.ndarray,  # (N, D) features
+    feature_labels:torch.Tensor|np.ndarray, # (N,) their classes
+    anchors:torch.Tensor|np.ndarray,   # (M, D) anchors (e.g. GAPan's, sampled from the class priors)
+    anchor_labels:torch.Tensor|np.ndarray,  # (M,) their classes
+    method:str="pca",                  # joint 2-D projection: "pca" or "tsne"
+    ax=None,
+    title:str="features and anchors",
+    class_names:dict|None=None,
+):
+    "Features (dots) and anchors (crosses) of the same classes in one joint 2-D projection, a colour per class; the axes"
+    arr = lambda t: np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t)
+    f, fl, a, al = arr(features), arr(feature_labels), arr(anchors), arr(anchor_labels)
+    if len(f) != len(fl) or len(a) != len(al):
+        raise ValueError(f"features {f.shape} / labels {fl.shape} and anchors {a.shape} / labels {al.shape}: lengths differ")
+    xy = project_2d(np.concatenate([f, a]).astype(np.float32), method)
+    classes = np.unique(np.concatenate([fl, al]))
+    with house_style():
+        if ax is None: _, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
+        for i, c in enumerate(classes):
+            col = _CLASS_COLORS[i % 20]
+            ax.scatter(*xy[:len(f)][fl == c].T, s=10, alpha=0.5, color=col, linewidths=0)
+            ax.scatter(*xy[len(f):][al == c].T, s=40, marker="x", color=col, linewidths=1.4)
+        handles, texts = _class_handles(classes.tolist(), class_names) if len(classes) <= 10 else ([], [])
+        handles = [Line2D([], [], ls="", marker="o", ms=4, color="0.35", alpha=0.6),
+                   Line2D([], [], ls="", marker="x", ms=6, mew=1.4, color="0.35")] + handles
+        ax.legend(handles, ["feature", "anchor"] + [f"class {t}" for t in texts], loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        kind = "t-SNE" if method == "tsne" else "PC"
+        ax.set(title=title, xlabel=f"{kind} 1 (of the features' space)", ylabel=f"{kind} 2")
     return ax
 
 # %% ../nbs/15_plots.ipynb #862b0c45
@@ -223,6 +401,8 @@ def plot_retrieval_gallery(
     correct:torch.Tensor|np.ndarray,                   # (Q, k) bool, whether each result is relevant
     query_titles:Sequence[str]|None=None,              # optional caption per query (e.g. its text)
     normalized:bool=True,                              # images are ImageNet-normalised
+    caption_chars:int=22,                              # caption line width in characters (at 8 pt)
+    caption_lines:int=4,                               # longer captions end with …
 ):
     "Grid of queries and their top-k results, hits framed green with ✓, misses vermillion with ✗; returns the figure"
     topk_idx, correct = np.asarray(topk_idx), np.asarray(correct, dtype=bool)
@@ -231,16 +411,22 @@ def plot_retrieval_gallery(
                          f"got {topk_idx.shape} and {correct.shape}")
     q, k = topk_idx.shape
     norm = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD) if normalized else dict(mean=None, std=None)
-    fig, axes = plt.subplots(q, k + 1, figsize=(1.3*(k + 1), 1.5*q), squeeze=False)
-    for i in range(q):
-        axes[i, 0].imshow(to_display(query_images[i], **norm))
-        axes[i, 0].set_title(textwrap.fill((query_titles or ["query"]*q)[i], 24, max_lines=4, placeholder=" …"), fontsize=6.5)
-        for j in range(k):
-            ax, hit = axes[i, j + 1], bool(correct[i, j])
-            ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm)); _frame(ax, _HIT if hit else _MISS)
-            ax.set_title(f"{'✓' if hit else '✗'} {j + 1}", fontsize=9, fontweight="bold", color=_HIT if hit else _MISS)
-        for ax in axes[i]: ax.set_xticks([]); ax.set_yticks([])
-    fig.tight_layout()
+    captions = [textwrap.fill(t, caption_chars, max_lines=caption_lines, placeholder=" …")
+                for t in (query_titles or ["query"]*q)]
+    lines = max(c.count("\n") + 1 for c in captions)                        # the room each row's caption needs
+    side = min(1.25, PAGE_WIDTH_IN / (k + 1))
+    with house_style():
+        fig, axes = plt.subplots(q, k + 1, figsize=(side*(k + 1), q*(side + 0.16*lines + 0.1)), squeeze=False,
+                                 layout="constrained")
+        for i in range(q):
+            axes[i, 0].imshow(to_display(query_images[i], **norm))
+            axes[i, 0].set_title(captions[i], fontsize=8, linespacing=1.1)
+            for s in axes[i, 0].spines.values(): s.set(visible=True, color="0.5", linewidth=0.8)   # the query: a thin grey frame
+            for j in range(k):
+                ax, hit = axes[i, j + 1], bool(correct[i, j])
+                ax.imshow(to_display(gallery_image(int(topk_idx[i, j])), **norm)); _frame(ax, _HIT if hit else _MISS)
+                ax.set_title(f"{'✓' if hit else '✗'} {j + 1}", fontsize=9, fontweight="bold", color=_HIT if hit else _MISS)
+            for ax in axes[i]: ax.set_xticks([]); ax.set_yticks([])
     return fig
 
 # %% ../nbs/15_plots.ipynb #e86781f2
@@ -250,16 +436,27 @@ def plot_saliency(
     grid:tuple[int, int],             # (h, w) patch grid
     ax=None,                          # axes to draw on
     normalized:bool=True,             # image is ImageNet-normalised
-    alpha:float=0.5,                  # heat-map opacity
+    alpha:float=0.55,                 # heat-map opacity: the image stays visible below it
+    cmap:str="inferno",               # perceptually uniform: dark = low weight, bright = high weight
+    colorbar:bool=True,               # a colour bar naming the weights' scale
+    title:str="",
+    label:str="patch weight",         # the colour bar's label
+    vmin:float|None=None, vmax:float|None=None,   # the colour scale's ends (default: the weights' range)
 ):
-    "Image with its patch weights overlaid as an upsampled heat map; returns the axes"
+    "Image with its patch weights overlaid as a translucent heat map and a colour bar; returns the axes"
     w = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
     if w.numel() != grid[0]*grid[1]:
         raise ValueError(f"weights has {w.numel()} entries but grid {grid} has {grid[0]*grid[1]} patches")
     img = to_display(image, *((IMAGENET_MEAN, IMAGENET_STD) if normalized else (None, None)))
     heat = torch.nn.functional.interpolate(w.view(1, 1, *grid), size=img.shape[:2], mode="nearest")[0, 0].numpy()
-    if ax is None: _, ax = plt.subplots(figsize=(3, 3))
-    ax.imshow(img); ax.imshow(heat, cmap="jet", alpha=alpha); ax.set_xticks([]); ax.set_yticks([])
+    with house_style():
+        if ax is None: _, ax = plt.subplots(figsize=(2.6, 2.2), layout="constrained")
+        ax.imshow(img); im = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
+        ax.set_xticks([]); ax.set_yticks([]); ax.spines[:].set_visible(False)
+        if title: ax.set_title(title)
+        if colorbar:
+            cb = ax.figure.colorbar(im, ax=ax, fraction=0.05, pad=0.03, label=label)
+            cb.solids.set_alpha(1.0)                                          # the bar shows the full colour
     return ax
 
 # %% ../nbs/15_plots.ipynb #2179e396
@@ -272,7 +469,8 @@ def plot_text_saliency(
     weights = np.asarray(weights, dtype=float)
     if len(weights) != len(words): raise ValueError(f"{len(words)} words but {len(weights)} weights")
     span = np.ptp(weights) or 1.0
-    if ax is None: _, ax = plt.subplots(figsize=(min(0.45*len(words) + 0.5, 9), 0.8))
+    if ax is None:
+        with house_style(): _, ax = plt.subplots(figsize=(min(0.45*len(words) + 0.5, PAGE_WIDTH_IN), 0.8))
     ax.axis("off")
     pt = 72 / ax.figure.dpi                                # points per display pixel
     width = ax.get_window_extent().width * pt              # the axes' width in points
@@ -286,3 +484,56 @@ def plot_text_saliency(
         if x + w > width and x > 0: x, y = 0.0, y - 16; t.xyann = (x, y)   # past the right edge: the next line
         x += w + 4
     return ax
+
+# %% ../nbs/15_plots.ipynb #8bc50b4e
+def plot_saliency_rows(
+    images:Sequence[torch.Tensor],            # Q images (3, H, W)
+    patch_weights:Sequence,                   # Q (h*w,) patch weights
+    grid:tuple[int, int],                     # (h, w) patch grid
+    words:Sequence[Sequence[str]],            # Q token lists (each image's text)
+    word_weights:Sequence,                    # Q (len(words[i]),) weights
+    normalized:bool=True,                     # images are ImageNet-normalised
+    titles:Sequence[str]|None=None,           # a title per row (e.g. its class)
+):
+    "A row per item: the image with its patch weights (one shared colour bar) beside its text shaded by word weight"
+    if not (len(images) == len(patch_weights) == len(words) == len(word_weights)):
+        raise ValueError(f"images, patch_weights, words, word_weights: expected equal lengths, got "
+                         f"{[len(images), len(patch_weights), len(words), len(word_weights)]}")
+    q = len(images)
+    lo = min(float(np.min(np.asarray(w))) for w in patch_weights); hi = max(float(np.max(np.asarray(w))) for w in patch_weights)
+    chars = max(sum(len(w) + 2 for w in ws) for ws in words)             # the longest text, in characters at 9 pt
+    text_w = min(PAGE_WIDTH_IN - 2.0, max(1.5, 0.075*chars))                # its width in inches; longer texts wrap
+    with house_style():
+        fig, axes = plt.subplots(q, 2, figsize=(1.9 + text_w, 1.25*q + 0.3), squeeze=False, layout="constrained",
+                                 gridspec_kw={"width_ratios": [1.25, text_w]})
+        for i in range(q):
+            plot_saliency(images[i], patch_weights[i], grid, ax=axes[i, 0], normalized=normalized, colorbar=False,
+                          vmin=lo, vmax=hi, title=titles[i] if titles else "")
+            plot_text_saliency(list(words[i]), word_weights[i], ax=axes[i, 1])
+        fig.colorbar(axes[0, 0].get_images()[1], ax=axes[:, 0], location="left", fraction=0.08, pad=0.02,
+                     label="patch weight").solids.set_alpha(1.0)
+    return fig
+
+# %% ../nbs/15_plots.ipynb #cb65d03b
+class RunTime(NamedTuple):
+    "A notebook's measured run (a row of `results/timings.csv`); prints as 'measured: 68 s on 2 cores (2026-11-30)'"
+    notebook:str; wall_s:float; cpu_s:float; cores:int; date:str
+    def __str__(self):
+        mins = f" ({self.wall_s/60:.1f} min)" if self.wall_s >= 90 else ""
+        return f"measured: {self.wall_s:.0f} s{mins} on {self.cores} cores ({self.date})"
+
+def measured_run_time(
+    notebook:str,                     # e.g. "20_gapan_repro" or "20_gapan_repro.ipynb"
+    timings:str|Path|None=None,       # the CSV; default: `results/timings.csv` in the working folder or above it
+)->RunTime:
+    "The measured wall time of a reproduction notebook's default run, from `results/timings.csv` (`scripts/run_defaults.py`)"
+    if timings is None:
+        cands = [d/"results"/"timings.csv" for d in (Path.cwd(), *Path.cwd().parents)]
+        timings = next((c for c in cands if c.is_file()), None)
+        if timings is None: raise FileNotFoundError(f"no results/timings.csv in {Path.cwd()} or a folder above it; pass timings=")
+    df = pd.read_csv(timings)
+    name = notebook if notebook.endswith(".ipynb") else f"{notebook}.ipynb"
+    rows = df[df["notebook"] == name]
+    if rows.empty: raise KeyError(f"{timings}: no row for notebook {name!r}; it has {df['notebook'].tolist()}")
+    r = rows.iloc[-1]
+    return RunTime(name, float(r["wall_s"]), float(r["cpu_s"]), int(r["cores"]), str(r["date"]))

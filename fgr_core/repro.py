@@ -14,8 +14,8 @@ from fastcore.basics import patch
 
 import fgr_core
 from .core import atomic_write, seed_everything
-from .plots import comparison_table
-from .run import Experiment, build_datasets, load_experiment, train_run
+from .plots import comparison_table, save_figure
+from .run import Experiment, build_datasets, check_fresh, load_experiment, train_run
 
 # %% auto #0
 __all__ = ['Repro', 'start_repro', 'health_of', 'learned_terms', 'split_metric', 'metric_label', 'long_metrics', 'judge',
@@ -53,6 +53,7 @@ def start_repro(
     if exp.data.dataset not in ("glyphs", "glyphs_triplets", "digits") and not exp.data.root:
         raise ValueError(f"data_root: dataset {exp.data.dataset!r} needs the folder of its official layout "
                          f"(-p data_root /path/to/it), got {exp.data.root!r}")
+    check_fresh([exp.run_config(m, s) for s in exp.seeds for m in exp.methods])
     if show: print(f"# {paper}: {exp.source}, resolved\n" + exp.to_yaml())
     return Repro(paper, exp, main_metric)
 
@@ -267,12 +268,11 @@ def judge_claims(self:Repro)->list[dict]:
 def save_fig(self:Repro,
     fig,             # a matplotlib figure
     name:str,        # file name, ".png" added when missing
-    dpi:int=150,     # resolution
+    dpi:int=150,     # resolution (the house style's minimum)
 )->Path:             # the written file
-    "Write `fig` atomically as PNG to `out_dir/figures/name`"
-    path = self.out_dir / "figures" / (name if name.endswith(".png") else f"{name}.png")
-    with atomic_write(path, "wb") as f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-    return path
+    "Write `fig` as PNG to `out_dir/figures/name` in the house style (`fgr_core.plots.save_figure`)"
+    return save_figure(fig, self.out_dir / "figures" / (name if name.endswith(".png") else f"{name}.png"), dpi=dpi)
+
 
 # %% ../nbs/16_repro.ipynb #78bc3354
 def _git_commit()->str|None:

@@ -13,14 +13,16 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .core import Config, atomic_write, check_choice, check_range, get_device, seed_everything
-from .train import (METHODS, Method, NonFiniteLossError, TrainConfig, Trainer, create_method, dist_info,
-                            init_distributed)
+from .core import (Config, atomic_write, check_choice, check_range, get_device, read_yaml, seed_everything,
+                           user_error_message, yaml_load)
+from .distributed import dist_info, init_distributed
+from .method import METHODS, Method, create_method
+from .train import RUN_FILES, NonFiniteLossError, TrainConfig, Trainer
 
 # %% auto #0
-__all__ = ['TRANSFORM_KINDS', 'EXPERIMENT_KEYS', 'DataConfig', 'EvalConfig', 'make_transform', 'yaml_load', 'override_pairs',
+__all__ = ['TRANSFORM_KINDS', 'EXPERIMENT_KEYS', 'DataConfig', 'EvalConfig', 'make_transform', 'override_pairs',
            'apply_overrides', 'config_dirs', 'find_config', 'RunConfig', 'run_name', 'Experiment', 'load_experiment',
-           'make_train_loader', 'build_datasets', 'train_run', 'main']
+           'make_train_loader', 'build_datasets', 'train_run', 'check_fresh', 'main']
 
 # %% ../nbs/09b_run.ipynb #f810caed
 @dataclasses.dataclass
@@ -75,16 +77,6 @@ def make_transform(
 
 # %% ../nbs/09b_run.ipynb #ab80bad0
 EXPERIMENT_KEYS = ("methods", "seeds", "model", "method_args", "data", "train", "eval", "params", "imports")
-
-class _Loader(yaml.SafeLoader):
-    "YAML safe loader that also reads `1e-4` (no dot) as a float, as YAML 1.2 does"
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", __import__("re").compile(
-    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
-
-def yaml_load(text:str)->Any:
-    "Parse YAML safely (`1e-4` is a float)"
-    return yaml.load(text, Loader=_Loader)
 
 def _parse_value(text:str)->Any:
     try: return yaml_load(text)
@@ -264,10 +256,7 @@ def load_experiment(
     if isinstance(source, dict): raw, src = source, None
     else:
         path = find_config(source); src = str(path)
-        try: raw = yaml_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise ValueError(f"{path}" + (f", line {mark.line + 1}" if mark else "") + f": not valid YAML ({getattr(e, 'problem', e)})") from None
+        raw = read_yaml(path) or {}
         if not isinstance(raw, dict): raise ValueError(f"{path}: expected a mapping with keys {', '.join(EXPERIMENT_KEYS)}, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)
     for k in raw:
@@ -277,8 +266,8 @@ def load_experiment(
     imports = raw.get("imports") or []
     if isinstance(imports, str): imports = [imports]
     if imports and not allow_imports:
-        raise ValueError(f"config: imports {imports} would run code from those modules; pass --allow-imports "
-                         "(fgr-train) or allow_imports=True if you trust this config")
+        raise ValueError(f"config {src or 'mapping'!r} has imports: {imports}; importing a module runs its code, so a "
+                         "config from elsewhere could run anything. Pass --allow-imports (fgr-train) or allow_imports=True if you trust it")
     for mod in imports: importlib.import_module(mod)
     methods = raw.get("methods")
     if isinstance(methods, str): methods = [methods]
@@ -377,7 +366,7 @@ def train_run(
     datasets:tuple|None=None,       # (train, query, gallery) from `build_datasets`; None: built here
     trainer_cls:type|None=None,     # Trainer subclass (tests); default `Trainer`
 )->dict:                            # {"method", "variant", "seed", "metrics", "history", "train_seconds", "model", "out_dir"}
-    "Train and evaluate one run; rank 0 writes config.yaml and metrics.json to `run.train.out_dir`"
+    "Train and evaluate one run; the Trainer writes config.yaml (checked on resume), rank 0 metrics.json to `run.train.out_dir`"
     rank, world = init_distributed(run.train.device)
     seed_everything(run.seed, run.train.deterministic)
     train_ds, query_ds, gallery_ds = datasets if datasets is not None else build_datasets(run.data)
@@ -386,17 +375,33 @@ def train_run(
     loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, method=method)
     eval_fn = None if query_ds is None else method.make_eval_fn(
         query_ds, gallery_ds, batch_size=run.eval.batch_size, num_workers=run.train.num_workers, **run.eval.args)
-    out = Path(run.train.out_dir)
-    if rank == 0:
-        with atomic_write(out / "config.yaml", "w") as f: yaml.safe_dump(run.to_dict(), f, sort_keys=False)
+    out = Path(run.train.out_dir)                   # the Trainer writes config.yaml once the folder is its own
     t0 = time.time()
-    hist = (trainer_cls or Trainer)(method, loader, run.train, eval_fn=eval_fn).fit()
+    hist = (trainer_cls or Trainer)(method, loader, run.train, eval_fn=eval_fn, run_config=run.to_dict()).fit()
     result = {"method": run.method, "variant": run.variant, "seed": run.seed, "dataset": run.data.dataset, "world_size": world,
               "metrics": {k: v for k, v in hist["eval"][-1].items() if k not in ("epoch", "step")} if hist["eval"] else {},
               "history": hist, "train_seconds": time.time() - t0}
     if rank == 0:
         with atomic_write(out / "metrics.json", "w") as f: json.dump(result, f, indent=1)
     return {**result, "model": method, "out_dir": out}
+
+# %% ../nbs/09b_run.ipynb #310733ac
+def check_fresh(
+    runs:Sequence[RunConfig],   # every run about to train
+):
+    "Refuse, before any run trains, run folders that hold an earlier run's files (unless resume or overwrite)"
+    used = {}
+    for r in runs:
+        out = Path(r.train.out_dir)
+        if r.train.resume or r.train.overwrite or not out.is_dir(): continue
+        found = [n for n in RUN_FILES if (out / n).exists()]
+        if found: used[str(out)] = found
+    if used:
+        first = next(iter(used))
+        raise ValueError(f"train.out_dir: {len(used)} run folder(s) already hold a run, e.g. {first} ({', '.join(used[first])}); "
+                         "nothing was overwritten. Set train.overwrite=true to replace them, train.resume=true to continue, "
+                         "or another train.out_dir")
+
 
 # %% ../nbs/09b_run.ipynb #bad44298
 def main(argv:list|None=None)->int:
@@ -415,12 +420,15 @@ def main(argv:list|None=None)->int:
         exp = load_experiment(a.config, a.set + ([f"train.out_dir={a.out_dir}"] if a.out_dir else []), allow_imports=a.allow_imports)
         if a.print_config: print(exp.to_yaml(), end=""); return 0
         runs = [exp.run_config(m, s) for s in exp.seeds for m in exp.methods]
+        check_fresh(runs)
         datasets = build_datasets(exp.data)
         for run in runs:
             res = train_run(run, datasets); rank = dist_info()[0]
             if rank == 0: print(json.dumps({"method": run.method, "seed": run.seed, "metrics": res["metrics"]}), flush=True)
-    except (ValueError, KeyError, FileNotFoundError, NonFiniteLossError) as e:
-        print(f"fgr-train: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr); return 2 if not isinstance(e, NonFiniteLossError) else 1
+    except Exception as e:
+        msg = user_error_message(e)
+        if msg is None: raise                        # a bug: the traceback says where
+        print(f"fgr-train: error: {msg}", file=sys.stderr); return 1 if isinstance(e, NonFiniteLossError) else 2
     finally:
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return 0

@@ -85,7 +85,7 @@ if __name__ == "__main__":
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/fgr_cir_diagnostics"),
                     help="run folders (checkpoints off)")
     a = ap.parse_args()
-    exp = load_experiment("cir_glyphs", {"train.out_dir": str(a.scratch), "train.eval_every": 0})
+    exp = load_experiment("cir_glyphs", {"train.out_dir": str(a.scratch), "train.eval_every": 0, "train.overwrite": True})
     datasets = build_datasets(exp.data)
     stored = pd.read_csv("results/cir/runs.csv")   # the glyph default's runs: the script must reproduce them
     if "variant" in stored: stored = stored[stored["variant"].isna()]

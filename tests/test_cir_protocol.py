@@ -11,10 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fgr_core import feed as fgr_feed   # step_generator reads the rank from here
+from fgr_core import method as fgr_method
 from fgr_core import train as fgr_train
 from fgr_core.cir import CIRConfig, collate_triplets, evaluate_composed
 from fgr_core.data import create_dataset, test_transform
-from fgr_core.train import create_method
+from fgr_core.method import create_method
 from fgr_core.uncertainty import info_nce
 from fgr_core.benchmarks import DatasetFormatError
 
@@ -101,10 +103,10 @@ def test_noise_differs_per_ddp_rank(monkeypatch):
     b = _batch()
     losses = {}
     for rank in (0, 1):
-        monkeypatch.setattr(fgr_train, "dist_info", lambda r=rank: (r, 2))
+        monkeypatch.setattr(fgr_feed, "dist_info", lambda r=rank: (r, 2))
         m = _method().train()
         losses[rank] = float(m.training_step(b)["loss"].detach())
-    monkeypatch.setattr(fgr_train, "dist_info", lambda: (0, 2))
+    monkeypatch.setattr(fgr_feed, "dist_info", lambda: (0, 2))
     assert float(_method().train().training_step(b)["loss"].detach()) == losses[0]    # same rank and step: same noise
     assert losses[0] != losses[1]
     assert not hasattr(_method(), "generator")
@@ -221,7 +223,7 @@ def test_text_encoder_learning_rate_per_reference():
     opt = m.configure_optimizers()["main"]
     assert [g["lr"] for g in opt.param_groups] == [2e-2, 2e-4]
     assert all(g["momentum"] == 0.9 and g["weight_decay"] == 5e-5 for g in opt.param_groups)
-    sched = fgr_train.make_scheduler(opt, t.config, steps_per_epoch=1)
+    sched = fgr_method.make_scheduler(opt, t.config, steps_per_epoch=1)
     lrs = []
     for _ in range(60): lrs.append([g["lr"] for g in opt.param_groups]); opt.step(); sched.step()
     assert lrs[2] == pytest.approx([2e-2 * 3 / 5, 2e-4 * 3 / 5])               # warm-up scales both groups
@@ -249,7 +251,7 @@ def test_benchmark_configs_follow_the_code(name, lr, stride, data):
     exp = load_experiment(f"cir_{name}")
     assert exp.methods == ["cir_baseline", "cir_uncertainty"] and len(exp.seeds) >= 3
     for m in exp.methods:
-        c = fgr_train.METHODS.get(m).config(**exp.run_config(m, 0).method_args)
+        c = fgr_method.METHODS.get(m).config(**exp.run_config(m, 0).method_args)
         assert (c.reference, c.similarity, c.uncertainty_form, c.noise_scale) == ("code", "dot", "logvar", "code")
         assert (c.text_lr_mult, c.layer4_stride, c.embed_dim, c.norm_scale) == (0.01, stride, 512, 4.0)
     t = exp.train

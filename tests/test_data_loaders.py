@@ -50,11 +50,12 @@ def test_cub_errors_name_file_layout_and_dataset(tmp_path):
 
 
 def test_cub_missing_image_names_file(tmp_path):
+    "A missing image is found when the dataset is built (not at its first read), counted and named with its list file"
     base = write_cub(tmp_path)
-    next((base / "images").rglob("*.jpg")).unlink()
-    ds = create_dataset("cub200", "train", root=tmp_path, transform=T8)
-    with pytest.raises(FileNotFoundError, match="cannot read image"):
-        [ds[i] for i in range(len(ds))]
+    gone = sorted((base / "images").rglob("*.jpg"))[0]; gone.unlink()
+    with pytest.raises(DatasetFormatError, match=rf"images.txt': 1 of the 4 images it lists are missing, e.g. \['{gone.parent.name}/{gone.name}'\]"):
+        create_dataset("cub200", "train", root=tmp_path, transform=T8)
+    assert len(create_dataset("cub200", "test", root=tmp_path, transform=T8)) == 4   # the other split is complete
 
 
 def test_cars(tmp_path):

@@ -14,7 +14,7 @@ from fgr_core.benchmarks import DatasetFormatError
 from fgr_core.data import create_dataset, test_transform
 from fgr_core.fgan import FGANConfig, collate_pairs, fgla_loss, relation_masks
 from fgr_core.run import DataConfig, build_datasets
-from fgr_core.train import create_method
+from fgr_core.method import create_method
 from official_fixtures import write_pascal_sentence, write_wikipedia
 
 REPO = Path(__file__).resolve().parents[1]

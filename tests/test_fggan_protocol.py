@@ -16,7 +16,8 @@ from fgr_core.benchmarks import DatasetFormatError
 from fgr_core.data import create_dataset, test_transform
 from fgr_core.fggan import (DEFAULT_SWITCHES, FGGAN, PAPER_SETTINGS, FGGANConfig, evaluator_objective,
                             fggan_feature_sets, generator_loss, open_set_steps)
-from fgr_core.train import TrainConfig, Trainer, create_method
+from fgr_core.method import create_method
+from fgr_core.train import TrainConfig, Trainer
 from official_fixtures import _img, write_compcars
 
 REPO = Path(__file__).resolve().parents[1]

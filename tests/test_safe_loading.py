@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from fgr_core.backbones import SmallCNN, create_image_backbone
 from fgr_core.core import load_checkpoint, save_checkpoint, seed_everything
-from fgr_core.train import Method, TrainConfig, Trainer, _rng_state, _set_rng_state
+from fgr_core.method import Method
+from fgr_core.train import TrainConfig, Trainer, _rng_state, _set_rng_state
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader, default_collate
 import fgr_core.gapan  # noqa: F401  (registers norm_softmax)
 from fgr_core.core import load_checkpoint, seed_everything
 from fgr_core.data import GlyphsDataset, MPerClassSampler, train_transform
-from fgr_core.train import NonFiniteLossError, Trainer, TrainConfig, create_method, epoch_loader
+from fgr_core.feed import epoch_loader
+from fgr_core.method import create_method
+from fgr_core.train import NonFiniteLossError, Trainer, TrainConfig
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -52,7 +54,7 @@ def test_whole_batches_train_bit_for_bit_like_the_dataloader(glyphs, tmp_path):
 def test_fgr_train_loader_of_a_method_without_own_collate_takes_whole_batches(glyphs, monkeypatch):
     "`make_train_loader(..., method=m)` gives the loader torch's `default_collate` itself: `epoch_feed` uses `get_batch`"
     from fgr_core.run import make_train_loader
-    from fgr_core.train import epoch_batches, epoch_feed
+    from fgr_core.feed import epoch_batches, epoch_feed
     m = create_method("norm_softmax", num_classes=glyphs.num_classes, image_backbone="small_cnn", pretrained=False,
                       image_kwargs={"width": 8, "image_size": 32}, embed_dim=8)
     loader = make_train_loader(glyphs, TrainConfig(batch_size=6, device="cpu"), method=m)

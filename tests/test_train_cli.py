@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 STANDIN = textwrap.dedent('''
     import dataclasses, torch, torch.nn as nn, torch.nn.functional as F
-    from fgr_core.train import Method, MethodConfig, num_classes_of, register_method
+    from fgr_core.method import Method, MethodConfig, num_classes_of, register_method
 
     @dataclasses.dataclass
     class StandinConfig(MethodConfig):
@@ -128,7 +128,7 @@ def test_glyph_configs_run(name, tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_every_config_is_valid(name):
     "Each config resolves (every method's arguments validated) and every run of it resolves too"
-    from fgr_core.train import METHODS
+    from fgr_core.method import METHODS
     exp = load_experiment(REPO / "configs" / name)
     for m in exp.methods:
         run = exp.run_config(m, exp.seeds[0])

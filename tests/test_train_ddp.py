@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from fgr_core.core import load_checkpoint
 from fgr_core.data import DistributedMPerClassSampler, MPerClassSampler
 from fgr_core.run import load_experiment
-from fgr_core.train import epoch_batches
+from fgr_core.feed import epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,8 @@ COMMON = textwrap.dedent('''
     from torch.utils.data import DataLoader, Dataset
     from fgr_core.core import seed_everything
     from fgr_core.run import make_train_loader
-    from fgr_core.train import Method, Trainer, TrainConfig, make_retrieval_eval
+    from fgr_core.method import Method, make_retrieval_eval
+    from fgr_core.train import Trainer, TrainConfig
 
     class Blobs(Dataset):
         def __init__(self, n=64):
@@ -68,7 +69,7 @@ COMMON = textwrap.dedent('''
 
 WORKER = COMMON + textwrap.dedent('''
     import json, sys
-    from fgr_core.train import init_distributed
+    from fgr_core.distributed import init_distributed
     torch.set_num_threads(1)
     rank, world = init_distributed("cpu")
     assert world == 2
@@ -166,7 +167,7 @@ def test_distributed_m_per_class_union_is_the_single_process_batch(world, batch_
 
 def _run_configs()->dict:
     "One `configs/*_glyphs*.yaml` fgr-train run config per method module (papermill parameter files are skipped)"
-    from fgr_core.train import METHODS                       # `import fgr_core` registered every method
+    from fgr_core.method import METHODS                       # `import fgr_core` registered every method
     out = {}
     for path in sorted(CONFIGS.glob("*_glyphs*.yaml")):
         method = load_experiment(path).methods[-1]           # the paper's method (baseline first)
@@ -262,7 +263,7 @@ def test_gapan_sync_bn_two_processes_match_one(tmp_path):
 FLOW_BN = textwrap.dedent('''
     import sys, torch
     from fgr_core.flows import flow_transform
-    from fgr_core.train import SyncFlowBatchNorm, convert_sync_batchnorm, init_distributed
+    from fgr_core.distributed import SyncFlowBatchNorm, convert_sync_batchnorm, init_distributed
     rank, world = init_distributed("cpu") if len(sys.argv) > 2 else (0, 1)
     torch.manual_seed(0)
     flow = convert_sync_batchnorm(flow_transform(6, depth=2, hidden=8, norm="batchnorm"))

@@ -17,7 +17,8 @@ CHILD = textwrap.dedent('''
     import torch, torch.nn as nn, torch.nn.functional as F
     from torch.utils.data import DataLoader, Dataset
     from fgr_core.core import seed_everything
-    from fgr_core.train import Method, Trainer, TrainConfig, make_retrieval_eval
+    from fgr_core.method import Method, make_retrieval_eval
+    from fgr_core.train import Trainer, TrainConfig
     torch.set_num_threads(1)
     out_dir, resume, sleep, workers = sys.argv[1], sys.argv[2] == "resume", float(sys.argv[3]), int(sys.argv[4])
 

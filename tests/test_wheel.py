@@ -18,7 +18,7 @@ _CHECK = textwrap.dedent('''
     import fgr_core
     from fgr_core.plots import load_paper_results, paper_results_dir
     from fgr_core.metrics import evaluate_retrieval
-    import fgr_core.train as tr
+    import fgr_core.method as tr
     site = Path(sys.argv[1]).resolve()
     assert Path(fgr_core.__file__).resolve().is_relative_to(site), f"imported {fgr_core.__file__}, not {site}"
     assert paper_results_dir().resolve().is_relative_to(site), f"CSVs from {paper_results_dir()}, not the wheel"
