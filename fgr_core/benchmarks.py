@@ -293,11 +293,13 @@ class ComposedDataset(Dataset):
         texts:Sequence[str],           # modification texts
         valid_targets:Sequence[set]|None=None, # gallery indices that answer each triplet (default {target})
         coarse:Sequence[bool]|None=None, # whether each text is coarse
+        exclude:Sequence[set]|None=None, # gallery indices left out of each triplet's ranking (default {reference})
     ):
         if not len(references) == len(targets) == len(texts): raise ValueError("references, targets and texts must have the same length")
         self.gallery, self.references, self.targets, self.texts = gallery, list(references), list(targets), list(texts)
         self.valid_targets = [set(v) for v in valid_targets] if valid_targets is not None else [{t} for t in self.targets]
         self.coarse = list(coarse) if coarse is not None else [False] * len(self.texts)
+        self.exclude = [set(e) for e in exclude] if exclude is not None else [{r} for r in self.references]
 
     def __len__(self): return len(self.texts)
 
@@ -319,10 +321,12 @@ def fashioniq(
     image_dir:str="images",           # sub-folder of the <asin>.jpg images
     coarse_words:int=5,               # coarse triplet: every caption has fewer words (CIR-UR §4: "less than 5 words"); 0: none
     missing:str="skip",               # an image a split or caption file names is not on disk: "skip" (counted, warned) or "error"
+    gallery:str="captions",           # "captions": the images the caption file names (authors' code); "split": all of split.<cat>.<split>.json
 )->ComposedDataset:                   # `.excluded`: {"triplets", "gallery_images"} left out for missing images
     "FashionIQ (Wu et al. 2021): captions/cap.<cat>.<split>.json triplets, both captions joined with 'and'"
     import warnings
     check_choice("split", split, ["train", "val"]); check_choice("missing", missing, ["skip", "error"])
+    check_choice("gallery", gallery, ["captions", "split"])
     if isinstance(categories, str) or not categories: raise ValueError(f"categories: expected a non-empty list of categories, got {categories!r}")
     for c in categories: check_choice("category", c, ["dress", "shirt", "toptee"])
     if not isinstance(coarse_words, int) or coarse_words < 0: raise ValueError(f"coarse_words: expected an int >= 0, got {coarse_words!r}")
@@ -341,15 +345,12 @@ def fashioniq(
     n_gal = n_trip = 0
     for cat in categories:
         split_file = base / "image_splits" / f"split.{cat}.{split}.json"
-        asins = _load_json(split_file, "fashioniq")
-        if not isinstance(asins, list): _bad(split_file, "fashioniq", None, "expected a JSON list of image ids")
-        kept = [_add(cat, str(a), split_file) for a in asins]
-        n_gal += kept.count(None)
-        if not any(k is not None for k in kept):
-            raise DatasetFormatError(f"FashionIQ: category {cat!r} has no gallery: {str(split_file)!r} lists {len(asins)} images, "
-                                     f"none of them in {str(base / image_dir)!r}; drop it from categories or add its images")
         cap_file = base / "captions" / f"cap.{cat}.{split}.json"
-        caps = _load_json(cap_file, "fashioniq")
+        asins = _load_json(split_file, "fashioniq")                             # read (and checked) either way
+        if not isinstance(asins, list): _bad(split_file, "fashioniq", None, "expected a JSON list of image ids")
+        kept = [_add(cat, str(a), split_file) for a in asins] if gallery == "split" else []
+        n_gal += kept.count(None)
+        caps, g0, n0 = _load_json(cap_file, "fashioniq"), len(gone), len(paths)
         for j, c in enumerate(caps if isinstance(caps, list) else [None]):
             if not isinstance(c, dict) or not {"candidate", "target", "captions"} <= set(c):
                 _bad(cap_file, "fashioniq", None, f"entry {j} needs keys candidate, target, captions")
@@ -360,6 +361,11 @@ def fashioniq(
             lines = [s.strip() for s in c["captions"]]
             refs.append(r); tgts.append(t); texts.append(" and ".join(lines))
             coarse.append(bool(coarse_words) and all(len(s.split()) < coarse_words for s in lines))
+        if gallery == "captions": n_gal += len(set(gone[g0:]))                 # named images not on disk
+        if (len(paths) == n0) if gallery == "captions" else not any(k is not None for k in kept):
+            listed = f"{str(split_file)!r} lists {len(asins)}" if gallery == "split" else f"{str(cap_file)!r} names its"
+            raise DatasetFormatError(f"FashionIQ: category {cat!r} has no gallery: {listed} images, none of them in "
+                                     f"{str(base / image_dir)!r}; drop it from categories or add its images")
     if gone:
         warnings.warn(f"FashionIQ {split}: {len(set(gone))} images named by the split/caption files are missing under "
                       f"{str(base / image_dir)!r} (e.g. {gone[0]!r}); excluded {n_trip} triplets and {n_gal} gallery images")
@@ -427,8 +433,10 @@ def fashion200k_triplets(
     transform:Callable|None=None, # default `test_transform(224)`
     n_triplets:int=10000,         # number of sampled pairs when no test_queries.txt is used
     seed:int=0,                   # seed of the pair sampling
+    exclude:str="caption",        # left out of a query's ranking: "caption" every image described as the reference (authors' code) or "reference"
 )->ComposedDataset:
     "Fashion200k composed queries: descriptions differing in one word, text 'replace a with b'"
+    check_choice("exclude", exclude, ["caption", "reference"])
     g = fashion200k(split, root, transform)
     base = _base(root, "fashion200k", "labels")
     pos = {str(Path(p).relative_to(base)): i for i, p in enumerate(g.images)}
@@ -456,7 +464,8 @@ def fashion200k_triplets(
     lab = g.labels
     return ComposedDataset(g, [a for a, _ in pairs], [b for _, b in pairs],
                            [_text(g.class_names[lab[a]], g.class_names[lab[b]]) for a, b in pairs],
-                           [set(torch.nonzero(lab == lab[b]).view(-1).tolist()) for _, b in pairs])
+                           [set(torch.nonzero(lab == lab[b]).view(-1).tolist()) for _, b in pairs],
+                           exclude=[set(torch.nonzero(lab == lab[a]).view(-1).tolist()) for a, _ in pairs] if exclude == "caption" else None)
 
 # %% ../nbs/01b_benchmarks.ipynb #84f24566
 _ZS_SPLITS = {"train": ("train", None), "test": ("test", None), "all": ("all", None),   # (class half, official split)

@@ -15,12 +15,14 @@ from torch import nn, Tensor
 from .core import Config, Registry, check_choice, check_range
 from .backbones import PartiallyFrozenBackbone, create_image_backbone
 from .metrics import knn, composed_recall_at_k
+from .benchmarks import ComposedDataset
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule, scale_features
-from .method import CrossModalConfig, Method, embed_dataset, register_method, training_texts
+from .method import CrossModalConfig, Method, embed_dataset, make_optimizer, register_method, training_texts
 
 # %% auto #0
-__all__ = ['compositors', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor', 'create_compositor',
-           'CIRConfig', 'CIRModel', 'CIRMethod', 'build_cir', 'collate_triplets', 'evaluate_composed']
+__all__ = ['compositors', 'CIR_REFERENCES', 'FROZEN_MAPS', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator',
+           'CoSMoCompositor', 'create_compositor', 'CIRConfig', 'set_last_stage_stride', 'CIRModel', 'CIRMethod',
+           'build_cir', 'collate_triplets', 'evaluate_composed', 'GalleryView', 'category_subsets', 'ImageOnlyFloor']
 
 # %% ../nbs/13_cir.ipynb #8549e73b
 def _tile(v:Tensor, h:int, w:int)->Tensor: return v[:, :, None, None].expand(-1, -1, h, w)   # (B, E) -> (B, E, h, w)
@@ -153,6 +155,11 @@ def create_compositor(
     return compositors.create(name, channels=channels, text_dim=text_dim, **kwargs)
 
 # %% ../nbs/13_cir.ipynb #8b1efc59
+CIR_REFERENCES = {   # per reference, the value of each CIRConfig field left None (sources: the table above)
+    "code": dict(similarity="dot", uncertainty_form="logvar", noise_scale="code"),
+    "paper": dict(similarity="cosine", uncertainty_form="eq3", noise_scale="eq6"),
+}
+
 @dataclasses.dataclass
 class CIRConfig(CrossModalConfig):
     "Configuration of `CIRModel` and `CIRMethod` (defaults: CPU-sized; the paper's values in the comments)"
@@ -168,7 +175,8 @@ class CIRConfig(CrossModalConfig):
     compositor:str="cosmo"             # "cosmo" (paper) or "tirg"
     embed_dim:int=128                  # D of f_s and f_t
     norm_scale:float=4.0               # f_s, f_t L2-normalised and scaled by this (authors' code: 4); 0: raw head outputs
-    similarity:str="dot"               # InfoNCE logits: "dot" raw f_s·f_tᵀ (authors' code); "cosine" (ours, with temperature)
+    reference:str="code"               # where paper and authors' code disagree: "code" (made the published numbers) or "paper"
+    similarity:str|None=None           # InfoNCE logits: "dot" raw f_s·f_tᵀ (code) or "cosine" κ of Eq. 2 (paper); None: `reference`'s
     temperature:float=1.0              # the InfoNCE logits are divided by this (authors' code: 1; ours with cosine: 0.1)
     loss:str="uncertainty"             # "infonce" (baseline, Eq. 2) or "uncertainty" (ours, Eq. 4)
     w1:float=1.0                       # multiplicative noise scale (Eq. 6); paper 1
@@ -177,13 +185,23 @@ class CIRConfig(CrossModalConfig):
     gamma_mode:str="anneal"            # "anneal" (paper) or "constant" (Table 3d)
     gamma:float=1.0                    # the constant γ when gamma_mode == "constant"
     augment:str="target"               # "target" (paper) or "source" (Table 3a ablation)
-    uncertainty_form:str="logvar"      # form of L_u: "logvar" (authors' code) or "eq3"
+    uncertainty_form:str|None=None     # form of L_u: "logvar" (code) or "eq3" (paper); None: `reference`'s
+    noise_scale:str|None=None          # w1, w2 scale the noise only ("eq6", paper) or α and β, means too ("code"); None: `reference`'s
+    text_lr_mult:float|None=None       # lr of a trained text encoder ÷ the Trainer's (code: 0.01 for a pretrained one); None: `reference`'s
+    layer4_stride:int=2                # stride of a ResNet's last stage: 2 (as built) or 1 (authors' FashionIQ and Shoes configs)
     text_dropout:float=0.0             # dropout on text features before the compositor (Table 3a)
     epochs:int=0                       # total epochs of the γ schedule; 0: the Trainer's `epochs` (paper 50)
     seed:int=0                         # seed of the augmenter's noise (`Method.noise_generator`, per step and DDP rank)
 
     def check(self):
         super().check()
+        check_choice("reference", self.reference, list(CIR_REFERENCES))
+        for f, v in CIR_REFERENCES[self.reference].items():            # fields left None take the reference's value
+            if getattr(self, f) is None: setattr(self, f, v)
+        if self.text_lr_mult is None:                                  # their 0.01 is for RoBERTa, not a text model from scratch
+            self.text_lr_mult = 0.01 if self.reference == "code" and self.text_encoder != "gru" else 1.0
+        check_choice("noise_scale", self.noise_scale, ["eq6", "code"]); check_range("text_lr_mult", self.text_lr_mult, 0)
+        check_choice("layer4_stride", self.layer4_stride, [1, 2])
         check_choice("compositor", self.compositor, list(compositors.list()))
         check_choice("loss", self.loss, ["infonce", "uncertainty"]); check_choice("gamma_mode", self.gamma_mode, ["anneal", "constant"])
         check_choice("augment", self.augment, ["target", "source"]); check_choice("uncertainty_form", self.uncertainty_form, ["logvar", "eq3"])
@@ -193,10 +211,27 @@ class CIRConfig(CrossModalConfig):
         check_range("gamma", self.gamma, 0, 1); check_range("text_dropout", self.text_dropout, 0, 1)
         check_range("epochs", self.epochs, 0); check_range("embed_dim", self.embed_dim, 1); check_range("map_dim", self.map_dim, 0); check_range("input_size", self.input_size, 0)
 
+# %% ../nbs/13_cir.ipynb #42ecd986
+def set_last_stage_stride(
+    backbone:nn.Module,   # a ResNet-style image backbone (blocks with a `downsample` shortcut)
+    stride:int,           # 1: no downsampling in the last stage (the authors' FashionIQ/Shoes ResNet-50); 2: unchanged
+)->nn.Module:             # `backbone`, changed in place
+    "Set the stride of the last downsampling block's convolutions (ResNet layer 4: 3x3 conv and 1x1 shortcut) to `stride`"
+    blocks = [m for m in backbone.modules() if getattr(m, "downsample", None) is not None]
+    convs = [m for m in blocks[-1].modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)] if blocks else []
+    if not convs: raise ValueError(f"layer4_stride: needs a ResNet-style backbone (blocks with a strided downsample "
+                                   f"shortcut); {type(backbone).__name__} has none")
+    for m in convs: m.stride = (stride, stride)
+    return backbone
+
+
 # %% ../nbs/13_cir.ipynb #6ff915bc
+FROZEN_MAPS:dict = {}   # memos shared by every model of this process, one per (backbone, layer4_stride) (`memo: "shared"`)
+
 def _image_kwargs(c:CIRConfig, map_cache:dict|None)->dict:
     "`create_image_backbone` kwargs of `c`: `freeze_image` is `train_stages=0` (all frozen), memoised in `map_cache`"
     kw = dict(c.image_kwargs)
+    if kw.get("memo") == "shared": kw["memo"] = FROZEN_MAPS.setdefault((c.image_backbone, c.layer4_stride), {})
     if not c.freeze_image: return kw
     if kw.get("train_stages", 0) != 0:
         raise ValueError(f"freeze_image=True freezes every backbone stage, but image_kwargs sets "
@@ -213,6 +248,7 @@ class CIRModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **_image_kwargs(c, map_cache))
+        if c.layer4_stride != 2: set_last_stage_stride(self.image, c.layer4_stride)   # before any map is memoised
         ch = self.image.num_features
         self.neck = nn.Sequential(nn.Conv2d(ch, c.map_dim, 1), nn.BatchNorm2d(c.map_dim), nn.ReLU()) if c.map_dim else nn.Identity()
         ch = c.map_dim or ch
@@ -312,7 +348,7 @@ class CIRMethod(Method):
         super().__init__()
         self.config = config or CIRConfig()
         self.model = CIRModel(self.config, texts, map_cache)
-        self.augmenter = FeatureAugmenter(self.config.w1, self.config.w2)
+        self.augmenter = FeatureAugmenter(self.config.w1, self.config.w2, noise_scale=self.config.noise_scale)
         self.gamma = self.gamma_at(0)
 
     def total_epochs(self)->int:
@@ -335,6 +371,7 @@ def training_step(self:CIRMethod, batch:dict)->dict[str, Tensor]:  # {"loss", "L
     for k in ("reference", "text", "target"):
         if k not in batch: raise KeyError(f"CIRMethod.training_step: batch needs 'reference', 'text' and 'target'; missing {k!r} (got {sorted(batch)})")
     c, g, mdl = self.config, float(self.gamma), self.model
+    self.batch_seen = max(getattr(self, "batch_seen", 0), len(batch["text"]))   # B of the InfoNCE's B-way choice
     nce = dict(temperature=c.temperature, similarity=c.similarity)
     ref_map = mdl.image_map(batch["reference"].to(mdl.device))                   # (B, C, h, w) source image feature f_s^I
     text = mdl.encode_text(batch["text"])                                        # encoded once: both compositions share it
@@ -370,6 +407,26 @@ def build_cir(config:CIRConfig, train_dataset=None)->CIRMethod:
     "CIR-UR (`loss='uncertainty'`, Eq. 4) or the InfoNCE baseline (Eq. 2); the gru reads `train_dataset`'s texts"
     return CIRMethod(config, training_texts(train_dataset) if config.text_encoder == "gru" else None)
 
+# %% ../nbs/13_cir.ipynb #1a1721cf
+@patch
+def configure_optimizers(self:CIRMethod)->dict:   # {"main": optimizer}
+    "One optimizer; a trained text encoder in its own group at `text_lr_mult` × lr (authors' code: RoBERTa at 0.01)"
+    cfg = self._config()
+    text = [p for p in self.model.text.parameters() if p.requires_grad]
+    ids = {id(p) for p in text}
+    rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if text: groups.append({"params": text, "lr": cfg.lr * self.config.text_lr_mult})
+    return {"main": make_optimizer(groups, cfg)}
+
+@patch
+def chance_levels(self:CIRMethod)->dict[str, float]:   # {"L_info": ln B} (+ "loss" for the baseline)
+    "InfoNCE over a batch of B is a B-way choice: ln B, B = the largest batch `training_step` saw (else the Trainer's)"
+    B = getattr(self, "batch_seen", 0) or (self.trainer.config.batch_size if self.trainer is not None else 0)
+    if B < 2: return {}
+    return {"L_info": math.log(B), **({"loss": math.log(B)} if self.config.loss == "infonce" else {})}
+
+
 # %% ../nbs/13_cir.ipynb #d49fcd9f
 def collate_triplets(
     items:Sequence[dict],   # triplet items {"reference", "text", "target", "reference_index", "target_index", "coarse"}
@@ -395,21 +452,26 @@ def evaluate_composed(
     return_ranking:bool=False,       # also return the (Q, K) ranked gallery ids
     gallery=None,                    # gallery dataset (items with "image"); default `triplets.gallery`
 )->dict:                             # {"R@k": fraction, "coarse_R@k": ..., "n_queries", "n_coarse"} (+ "ranking")
-    "Composed-retrieval Recall@K with each query's reference image excluded (§4 of CIR-UR)"
+    "Composed-retrieval Recall@K with each query's reference image (or `triplets.exclude[i]`) excluded (§4 of CIR-UR)"
     gallery = getattr(triplets, "gallery", None) if gallery is None else gallery
     if gallery is None: raise ValueError("evaluate_composed: the triplet dataset needs a .gallery dataset (items with 'image') that target_index refers to")
     G, Q = len(gallery), len(triplets)
-    K = min(max(ks), G - 1)
-    if K < 1 or not all(1 <= k for k in ks): raise ValueError(f"ks must be positive and the gallery needs >= 2 images; got ks={list(ks)}, gallery of {G}")
+    excl = getattr(triplets, "exclude", None)        # per query: gallery ids left out of its ranking (default {reference})
+    most = max((len(e) for e in excl), default=1) if excl is not None else 1
+    K = min(max(ks), G - most)
+    if K < 1 or not all(1 <= k for k in ks):
+        raise ValueError(f"ks must be positive and the gallery needs more images than a query excludes ({most}); "
+                         f"got ks={list(ks)}, gallery of {G}")
     gal = embed_dataset(method, gallery, batch_size=batch_size,
                         collate_fn=lambda items: {"image": torch.stack([it["image"] for it in items])})["emb"]
     def fn(b):   # composed query features and the ids the metric needs
         coarse = b.get("coarse", torch.zeros(len(b["text"]), dtype=torch.bool)).long()
         return {"emb": method.embed(b), "ref": b["reference_index"], "target": b["target_index"], "coarse": coarse}
     qry = embed_dataset(method, triplets, fn, batch_size, collate_fn=collate_triplets)
-    ref = qry["ref"]
     valid = getattr(triplets, "valid_targets", None) or [{int(t)} for t in qry["target"]]
-    _, ids = knn(qry["emb"], gal, K, metric="cosine", exclude_ids=ref)
+    excl = [set(map(int, e)) for e in excl] if excl is not None else [{int(r)} for r in qry["ref"]]
+    _, near = knn(qry["emb"], gal, min(G, K + most), metric="cosine")            # enough to drop the excluded
+    ids = torch.tensor([[j for j in row if j not in e][:K] for row, e in zip(near.tolist(), excl)])   # (Q, K)
     res = {f"R@{k}": composed_recall_at_k(ids, valid, min(k, K)) for k in ks}
     coarse = qry["coarse"].bool().numpy()
     if coarse.any():
@@ -418,6 +480,31 @@ def evaluate_composed(
     res.update(n_queries=Q, n_coarse=int(coarse.sum()))
     if return_ranking: res["ranking"] = ids
     return res
+
+# %% ../nbs/13_cir.ipynb #56a99b4b
+class GalleryView(torch.utils.data.Dataset):
+    "Images `idx` of a gallery dataset, re-indexed from 0 (items as the gallery's)"
+    def __init__(self, gallery, idx:Sequence[int]): self.gallery, self.idx = gallery, list(idx)
+    def __len__(self): return len(self.idx)
+    def __getitem__(self, i:int)->dict: return self.gallery[self.idx[int(i)]]
+
+def category_subsets(
+    triplets,   # a `ComposedDataset` whose gallery images carry a "category" attribute (FashionIQ)
+)->dict:        # {category: ComposedDataset of its triplets over its own gallery images}
+    "Split composed triplets by the reference's category, each over that category's gallery only (Table 1 of CIR-UR)"
+    cats = [a.get("category") for a in getattr(triplets.gallery, "attributes", None) or []]
+    if len(cats) != len(triplets.gallery): raise ValueError("category_subsets: the gallery images need a 'category' attribute")
+    out = {}
+    for c in dict.fromkeys(cats):
+        pos = {g: j for j, g in enumerate(i for i, x in enumerate(cats) if x == c)}   # gallery id -> id in the category
+        q = [i for i, r in enumerate(triplets.references) if cats[r] == c]
+        keep = lambda ids: {pos[j] for j in ids if j in pos}
+        out[c] = ComposedDataset(GalleryView(triplets.gallery, list(pos)), [pos[triplets.references[i]] for i in q],
+                                 [pos[triplets.targets[i]] for i in q], [triplets.texts[i] for i in q],
+                                 [keep(triplets.valid_targets[i]) for i in q], [triplets.coarse[i] for i in q],
+                                 [keep(triplets.exclude[i]) for i in q])
+    return out
+
 
 # %% ../nbs/13_cir.ipynb #3f646603
 @patch
@@ -428,9 +515,10 @@ def make_eval_fn(self:CIRMethod,
     batch_size:int=64,               # embedding batch size
     num_workers:int=0,               # (unused: the triplets are embedded in the main process)
     ks:Sequence[int]=(1, 10, 50),    # Recall@K cut-offs (paper: 1, 10, 50)
+    per_category:bool=False,         # score each gallery category on its own and their mean (FashionIQ, Table 1)
 )->Callable:                         # eval_fn(method) -> {"R@1": ..., "coarse_R@1": ...} fractions
     "An `eval_fn` for the `Trainer`: composed Recall@K (and coarse-only); per subset and their mean over all (Table 1)"
-    sets = query if isinstance(query, dict) else {"": query}
+    sets = query if isinstance(query, dict) else category_subsets(query) if per_category else {"": query}
     if isinstance(query, dict) and (gallery is not None or not query):
         raise ValueError("make_eval_fn: with a dict of query subsets each is scored against its own .gallery; "
                          f"got gallery={type(gallery).__name__} and {len(query)} subsets")
@@ -445,4 +533,14 @@ def make_eval_fn(self:CIRMethod,
             out.update({k: float(np.mean(v)) for k, v in per.items() if len(v) == len(sets)})
         return out
     return eval_fn
+
+
+# %% ../nbs/13_cir.ipynb #ed0a5307
+class ImageOnlyFloor(Method):
+    "Untrained floor: queries are the reference's frozen backbone feature (global average pool), the text is ignored"
+    def __init__(self, model:CIRModel): super().__init__(); self.model = model   # its backbone; the rest is unused
+
+    def embed(self, batch:dict)->Tensor:   # (B, C) L2-normalised pooled backbone features
+        x = batch["reference"] if "reference" in batch else batch["image"]
+        return F.normalize(self.model.backbone_map(x.to(self.model.device)).mean((2, 3)), dim=-1)
 

@@ -1,65 +1,108 @@
-"""Papermill smoke runs of nbs/23_cir_repro.ipynb with tiny parameters: files written, numbers finite and in range."""
+"""nbs/23_cir_repro.ipynb on the one-spec route (issue 25): papermill runs with tiny overrides write results.json in
+the shared schema (floor, runs with health, variants, judged claims); the notebook and `fgr-train` give the same
+metrics for the same seed, on glyphs and on the FashionIQ fixture tree; bad overrides fail before training."""
 import json
 import math
+import time
 
-import pandas as pd
 import pytest
 
-TINY = dict(data_kwargs={"n_chars": 4, "n_typefaces": 3, "per_class": 4, "image_size": 32, "n_triplets": 48},
-            image_backbone="small_cnn", pretrained=False, freeze_image=False, image_kwargs={"width": 8, "image_size": 32},
-            text_encoder="gru", train_text=True, text_kwargs={"dim": 16}, embed_dim=16, compositor="cosmo",
-            epochs=2, batch_size=16, seeds=[0], ks=[1, 5, 10], n_show=2, device="cpu")
+from fgr_core.run import main as fgr_train
+
+TINY = {"data.n_chars": 4, "data.n_typefaces": 3, "data.per_class": 4, "data.image_size": 32, "data.n_triplets": 48,
+        "model.image_backbone": "small_cnn", "model.pretrained": False, "model.freeze_image": False,
+        "model.image_kwargs": {"width": 8}, "model.map_dim": 0, "model.text_encoder": "gru", "model.train_text": True,
+        "model.text_kwargs": {"dim": 16}, "model.embed_dim": 16, "model.compositor": "tirg",
+        "train.epochs": 2, "train.batch_size": 16, "train.device": "cpu", "seeds": [0], "eval.ks": [1, 10, 50]}
 
 
-def _params(tmp_path, **over):
-    p = {**TINY, **over}
-    p["data_kwargs"] = {**p["data_kwargs"], "cache_dir": str(tmp_path / "glyph_cache")}
-    return p
+def _over(tmp_path, **extra):
+    return {**TINY, "data.cache_dir": str(tmp_path / "glyph_cache"), "train.out_dir": str(tmp_path / "out"), **extra}
 
 
-def _check(out, check, ks=(1, 5, 10), seeds=(0,), epochs=2):
-    methods = ["cir_baseline", "cir_uncertainty"]
-    res = check(out, "cir", methods, list(seeds), [f"R@{k}" for k in ks],
-                ["training_loss", "top5_cir_baseline", "top5_cir_uncertainty"])
-    keys = [f"R@{k}" for k in ks] + ([f"coarse_R@{k}" for k in ks] if res["sizes"]["coarse_test"] else [])
+def _metrics(rec):
+    return {(m["metric"] + (f"@{m['k']}" if m["k"] is not None else "") + (f" ({m['split']})" if m["split"] else "")): m["value"]
+            for m in rec["metrics"]}
+
+
+def test_cir_repro_glyphs(run_notebook, tmp_path):
+    "The glyph config through the notebook: floor, both methods, the 3a variants, health and the claims"
+    run_notebook("23_cir_repro.ipynb", {"overrides": _over(tmp_path, **{"params.ablations": ["3a"]})})
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    runs = {(r["method"], r["variant"], r["seed"]): r for r in res["runs"]}
+    assert ("floor", None, 0) in runs and ("cir_baseline", None, 0) in runs and ("cir_uncertainty", None, 0) in runs
+    assert {v for m, v, s in runs if v} == {"dropout_0.2", "dropout_0.5", "augment_source", "only_L_u"}
     for r in res["runs"]:
-        assert set(r["metrics"]) == set(keys)
-        vals = [r["metrics"][f"R@{k}"] for k in ks]
-        assert vals == sorted(vals), vals                                   # Recall@K grows with K
-    for m in methods:
-        hist = json.loads((out / f"{m}_seed{seeds[0]}" / "history.json").read_text())
-        assert len(hist["eval"]) == 1                                       # the Trainer's eval_fn, once at the end
-        hist = hist["train"]
-        assert len(hist) == epochs and all(math.isfinite(h["loss"]) for h in hist)
-        gammas = [h["gamma"] for h in hist]
-        if m == "cir_baseline": assert gammas == [0.0] * epochs
-        else: assert all(abs(g - math.exp(-e / epochs)) < 1e-6 for e, g in enumerate(gammas))   # γ annealed per epoch (γ0 = 1)
-    assert isinstance(res["ours_beats_baseline_at_max_k"], bool) and "ours" in res["claim"]
-    table = pd.read_csv(out / "table.csv")
-    assert (table["source"] == "ours").sum() == 2                           # baseline and ours
-    assert (table["source"] == "CIR-UR Table 2").sum() == 4                 # Baseline/Ours on Shoes and Fashion200k
-    assert (table["source"] == "CIR-UR Table 1").sum() == 2                 # Baseline/Ours, FashionIQ average
-    return res
+        m = _metrics(r)
+        assert all(math.isfinite(v) and 0 <= v <= 100 for v in m.values())
+        assert m["R@1"] <= m["R@10"] <= m["R@50"]                             # Recall@K grows with K
+    base = runs[("cir_baseline", None, 0)]
+    assert base["health"]["L_info"]["chance"] == pytest.approx(math.log(16))   # a batch of 16: 16-way InfoNCE
+    assert base["config"]["method_args"]["reference"] == "code"
+    ours = runs[("cir_uncertainty", None, 0)]
+    assert ours["health"]["gamma"]["first"] == 1.0 and ours["health"]["gamma"]["last"] == pytest.approx(math.exp(-1 / 2))
+    assert runs[("cir_baseline", "dropout_0.5", 0)]["config"]["method_args"]["text_dropout"] == 0.5
+    claims = {c["statement"]: c for c in res["claims"]}
+    assert len(claims) == 4 and all(c["verdict"] != "not run" for c in claims.values())
+    main = claims["CIR-UR beats the InfoNCE baseline at Recall@50 (Shoes: 76.46 -> 79.84)"]
+    assert main["n_seeds"] == 1 and main["verdict"].startswith(("indicative", "inconclusive"))   # one seed
+    assert claims["CIR-UR beats dropout on the text features (Table 3a)"]["n_seeds"] == 1
+    assert res["key_figure"] == "training_loss.png"
+    for f in ("training_loss", "top5_cir_baseline", "top5_cir_uncertainty"):
+        assert (tmp_path / "out" / "figures" / f"{f}.png").stat().st_size > 0
 
 
-def test_cir_repro_smoke(run_notebook, results_checker, tmp_path):
-    run_notebook("23_cir_repro.ipynb", _params(tmp_path))
-    out = tmp_path / "out"
-    _check(out, results_checker)
-    assert not (out / "ablations.csv").exists()                              # ablations are off by default
+def test_notebook_and_cli_agree_on_glyphs(run_notebook, tmp_path):
+    "The same config and seed give the same metrics through the notebook and through fgr-train"
+    over = _over(tmp_path, **{"params.ablations": [], "methods": ["cir_uncertainty"]})
+    run_notebook("23_cir_repro.ipynb", {"overrides": over})
+    nb = next(r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"] if r["method"] == "cir_uncertainty")
+    cli_out = tmp_path / "cli"
+    sets = [f"{k}={json.dumps(v)}" for k, v in {**over, "train.out_dir": str(cli_out)}.items() if not k.startswith("params.")]
+    assert fgr_train(["--config", "cir_glyphs", *sum((["--set", s] for s in sets), [])]) == 0
+    cli = json.loads((cli_out / "cir_uncertainty_seed0" / "metrics.json").read_text())["metrics"]
+    assert _metrics(nb) == pytest.approx({k: 100 * v for k, v in cli.items()}, abs=1e-9)
 
 
-@pytest.mark.slow
-def test_cir_repro_ablations(run_notebook, results_checker, tmp_path):
-    p = _params(tmp_path, epochs=1, ablations=True, compositor="tirg", batch_size=24)   # 32 runs: one batch each
-    p["data_kwargs"]["n_triplets"] = 24
-    run_notebook("23_cir_repro.ipynb", p)
-    out = tmp_path / "out"
-    _check(out, results_checker, epochs=1)
-    abl = pd.read_csv(out / "ablations.csv")
-    assert len(abl) == 2 + 30 and abl["R@10"].between(0, 100).all()
-    assert abl.groupby("table").size().to_dict() == {"3a": 6, "3b": 16, "3c": 7, "3d": 3}   # the paper's printed grids
-    row = abl.set_index("variant")
-    assert {"Augment source feature", "Only L_u", "w1=0.1, w2=1", "w1=1, w2=10.0", "constant gamma=0.8"} <= set(row.index)
-    for k in ("R@1", "R@5", "R@10"):                                        # γ0 = ∞ is the baseline, run for run
-        assert row.loc["gamma0=inf", k] == row.loc["Baseline (L_info)", k]
+FIQ = {"model.image_backbone": "small_cnn", "model.pretrained": False, "model.image_kwargs": {"width": 8},
+       "model.input_size": 16, "model.text_encoder": "gru", "model.text_kwargs": {"dim": 8}, "model.embed_dim": 8,
+       "model.compositor": "tirg", "model.layer4_stride": 2, "train.epochs": 2, "train.batch_size": 4,
+       "train.warmup_epochs": 0, "train.milestones": [], "train.device": "cpu", "train.amp": "off", "seeds": [0],
+       "eval.ks": [1, 2], "data.train_transform": {"kind": "resize", "size": 16},
+       "data.eval_transform": {"kind": "resize", "size": 16}}
+
+
+def test_cir_repro_fashioniq_fixture(run_notebook, tmp_path):
+    "Table 1 on the official-format FashionIQ tree: joint training, each category on its own gallery, the mean"
+    from official_fixtures import write_fashioniq
+    write_fashioniq(tmp_path)
+    over = {**FIQ, "train.out_dir": str(tmp_path / "out"), "params.ablations": [], "methods": ["cir_uncertainty"]}
+    run_notebook("23_cir_repro.ipynb", {"dataset": "fashioniq", "data_root": str(tmp_path), "overrides": over})
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    cats = ["dress", "shirt", "toptee"]
+    for r in res["runs"]:
+        m = _metrics(r)
+        for k in ("R@1", "R@2"):
+            assert m[k] == pytest.approx(sum(m[f"{k} ({c})"] for c in cats) / 3)
+        assert m["coarse_R@2"] == pytest.approx(sum(m[f"coarse_R@2 ({c})"] for c in cats) / 3)
+    assert res["queries"] == {c: {"queries": 2, "coarse": 1} for c in cats}
+    nb = next(r for r in res["runs"] if r["method"] == "cir_uncertainty")
+    cli_out = tmp_path / "cli"
+    sets = [f"{k}={json.dumps(v)}" for k, v in {**over, "train.out_dir": str(cli_out), "data.root": str(tmp_path)}.items()
+            if not k.startswith("params.")]
+    assert fgr_train(["--config", "cir_fashioniq", *sum((["--set", s] for s in sets), [])]) == 0
+    cli = json.loads((cli_out / "cir_uncertainty_seed0" / "metrics.json").read_text())["metrics"]
+    assert _metrics(nb) == pytest.approx({(k.split("/")[1] + f" ({k.split('/')[0]})" if "/" in k else k): 100 * v
+                                          for k, v in cli.items()}, abs=1e-9)
+
+
+@pytest.mark.parametrize("bad,says", [({"method_args.cir_uncertainty.gama0": 2}, "gamma0"),
+                                      ({"data.n_charz": 4}, "n_chars"), ({"params.ablation": ["3a"]}, "ablations"),
+                                      ({"params.ablations": ["3e"]}, "3a")])
+def test_bad_override_fails_fast(run_notebook, tmp_path, bad, says):
+    "A typo fails within seconds, before anything trains, naming the key and what is accepted"
+    import papermill as pm
+    t0 = time.time()
+    with pytest.raises(pm.PapermillExecutionError, match=says):
+        run_notebook("23_cir_repro.ipynb", {"overrides": {**_over(tmp_path), **bad}})
+    assert time.time() - t0 < 120 and not (tmp_path / "out" / "cir_baseline_seed0").exists()
