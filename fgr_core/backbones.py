@@ -22,7 +22,7 @@ __all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map
            'backbone_normalization', 'row_keys', 'tensor_key', 'memoised_rows', 'backbone_stages',
            'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels',
            'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru',
-           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
+           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead', 'backbone_param_groups']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
@@ -501,3 +501,17 @@ class EmbeddingHead(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.fc.in_features: raise ValueError(f"expected (B, {self.fc.in_features}), got {tuple(x.shape)}")
         y = self.bn(self.fc(x))
         return F.normalize(y, dim=-1) if self.normalize else y
+
+# %% ../nbs/03_backbones.ipynb #17610664
+def backbone_param_groups(
+    model:nn.Module,        # the whole model
+    backbone:nn.Module,     # its pretrained part (a submodule of `model`)
+    lr:float,               # the backbone's learning rate
+    new_lr_mult:float=1.0,  # learning rate of every other trainable parameter, relative to `lr`
+)->list[dict]:              # optimizer groups: backbone params at `lr`, the rest at `lr * new_lr_mult`; empty groups dropped
+    "Two optimizer parameter groups: the backbone's trainable parameters and the new layers', with their own learning rates"
+    check_range("lr", lr, 0, open_lo=True); check_range("new_lr_mult", new_lr_mult, 0, open_lo=True)
+    bb = [p for p in backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in bb}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [g for g in ({"params": bb, "lr": lr}, {"params": new, "lr": lr * new_lr_mult}) if g["params"]]
