@@ -22,7 +22,8 @@ __all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map
            'backbone_normalization', 'row_keys', 'tensor_key', 'memoised_rows', 'backbone_stages',
            'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels',
            'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru',
-           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead', 'backbone_param_groups']
+           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead', 'frozen_backbone_retrieval',
+           'backbone_param_groups']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
@@ -501,6 +502,24 @@ class EmbeddingHead(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.fc.in_features: raise ValueError(f"expected (B, {self.fc.in_features}), got {tuple(x.shape)}")
         y = self.bn(self.fc(x))
         return F.normalize(y, dim=-1) if self.normalize else y
+
+# %% ../nbs/03_backbones.ipynb #70f683a7
+def frozen_backbone_retrieval(
+    image_backbone:str,             # `create_image_backbone` name
+    query,                          # dataset of dict items ("image", "label"): the queries (leave-one-out without gallery)
+    gallery=None,                   # dataset of the gallery, or None
+    pretrained:bool=True,           # the pretrained weights (the floor's point)
+    batch_size:int=256,             # embedding batch size
+    device:str|torch.device="cpu",  # where to embed
+    **eval_kwargs,                  # `fgr_core.metrics.evaluate_retrieval` options: ks, metrics
+)->dict:                            # {"R@1": fraction, ..., "mAP@R": ...}
+    "Retrieval metrics of the untrained backbone's L2-normalised global features: the floor a trained method must beat"
+    from fgr_core.metrics import evaluate_retrieval
+    from fgr_core.train import embed_dataset
+    net = create_image_backbone(image_backbone, pretrained=pretrained).to(device).eval()
+    emb = lambda ds: embed_dataset(net, ds, lambda b: F.normalize(net(b["image"])[0].float(), dim=-1), batch_size=batch_size)
+    q = emb(query); g = emb(gallery) if gallery is not None else {"emb": None, "label": None}
+    return evaluate_retrieval(q["emb"], q["label"], g["emb"], g["label"], **eval_kwargs)
 
 # %% ../nbs/03_backbones.ipynb #17610664
 def backbone_param_groups(
