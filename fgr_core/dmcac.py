@@ -511,9 +511,9 @@ def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
 @torch.no_grad()
 def cross_attention_map(
     cac:CrossAttentionClassifier, # the trained cross-attention module (`DMCAC.cac`)
-    query_emb:Tensor,             # (Q, F) L2-normalised query embeddings
+    query_emb:Tensor,             # (Q, F) query embeddings as the CAC reads them (`DMCAC.head_features`)
     query_labels:Tensor,          # (Q,) int classes 0..Cq-1
-    db_emb:Tensor,                # (N, F) L2-normalised database embeddings
+    db_emb:Tensor,                # (N, F) database embeddings, likewise
     db_labels:Tensor,             # (N,) int classes 0..Cd-1
     chunk_size:int=256,           # queries per chunk
 )->Tensor:                        # (Cq, Cd) mean attention mass a class-i query puts on class-j items; rows sum to 1
