@@ -18,10 +18,12 @@ from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 # %% auto #0
 __all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
            'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
-           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone', 'row_keys',
-           'tensor_key', 'memoised_rows', 'backbone_stages', 'PartiallyFrozenBackbone', 'imagenet_class_names',
-           'imagenet_classifier', 'imagenet_soft_labels', 'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2',
-           'build_vocab', 'GRUTextEncoder', 'gru', 'list_text_encoders', 'create_text_encoder', 'EmbeddingHead']
+           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone',
+           'backbone_normalization', 'row_keys', 'tensor_key', 'memoised_rows', 'backbone_stages',
+           'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels',
+           'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru',
+           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead', 'frozen_backbone_retrieval',
+           'backbone_param_groups']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
@@ -198,7 +200,7 @@ def list_image_backbones(pattern:str="*")->list[str]:
     return image_backbones.list(pattern)
 
 def create_image_backbone(
-    name:str,                          # registered name (`list_image_backbones()`) or any timm architecture
+    name:str,                          # registered name (`list_image_backbones()`) or any timm name, a pretrained tag included ("vit_small_patch16_224.augreg_in21k")
     pretrained:bool=False,             # load pretrained weights (offline for efficientnet_lite0)
     checkpoint_path:str|Path|None=None,# local weights file, used instead of downloading
     train_stages:int|None=None,        # fine-tune only the last stages (`PartiallyFrozenBackbone`); 0 freezes all; None trains all
@@ -206,7 +208,7 @@ def create_image_backbone(
     **kwargs,                          # passed to the constructor (timm kwargs such as `img_size`, `drop_path_rate`)
 )->ImageBackbone:                      # `net(x)` -> (global (B, D), regions (B, L, D))
     "Build an image backbone by name; unknown names raise `KeyError` listing the closest names"
-    if name not in image_backbones and name in __import__("timm").list_models(): net = _timm_backbone(name, pretrained, checkpoint_path, **kwargs)
+    if name not in image_backbones and __import__("timm").is_model(name): net = _timm_backbone(name, pretrained, checkpoint_path, **kwargs)
     else: net = image_backbones.create(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **kwargs)
     if memo is True: memo = {}
     elif memo is False: memo = None
@@ -214,6 +216,28 @@ def create_image_backbone(
         if memo is not None: raise ValueError("memo: only a partially frozen backbone (train_stages=...) can memoise its frozen part")
         return net
     return PartiallyFrozenBackbone(net, train_stages, memo)
+
+# %% ../nbs/03_backbones.ipynb #f7455e13
+def backbone_normalization(
+    backbone:str|nn.Module,    # registered or timm name (a pretrained tag included), or a built backbone with `data_config`
+)->tuple[tuple[float, ...], tuple[float, ...]]:  # (mean, std) per channel, for images scaled to [0, 1]
+    "Mean and std the backbone's pretrained weights expect: timm's pretrained config of the name (ViT-S/16: 0.5, 0.5); ImageNet for efficientnet_lite0's offline weights and small_cnn"
+    if isinstance(backbone, nn.Module):
+        cfg = getattr(backbone, "data_config", None)
+        if not isinstance(cfg, dict) or "mean" not in cfg or "std" not in cfg:
+            raise ValueError(f"backbone: a {type(backbone).__name__} without `data_config` mean and std; build it with "
+                             f"create_image_backbone or pass its name")
+        return tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])
+    if not isinstance(backbone, str): raise TypeError(f"backbone: expected a name or a module, got {type(backbone).__name__}")
+    if backbone in ("efficientnet_lite0", "small_cnn"): return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)   # offline / no weights
+    import timm
+    from timm.models import get_pretrained_cfg
+    if not timm.is_model(backbone): image_backbones.get(backbone)      # KeyError with the closest registered names
+    cfg = get_pretrained_cfg(backbone)
+    if cfg is None or cfg.mean is None or cfg.std is None:
+        raise ValueError(f"backbone: timm has no pretrained config with mean and std for {backbone!r}; "
+                         f"tags: {timm.list_pretrained(backbone.split('.')[0] + '*')[:8]}")
+    return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
 
 # %% ../nbs/03_backbones.ipynb #99e8d431
 def row_keys(
@@ -478,3 +502,35 @@ class EmbeddingHead(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.fc.in_features: raise ValueError(f"expected (B, {self.fc.in_features}), got {tuple(x.shape)}")
         y = self.bn(self.fc(x))
         return F.normalize(y, dim=-1) if self.normalize else y
+
+# %% ../nbs/03_backbones.ipynb #70f683a7
+def frozen_backbone_retrieval(
+    image_backbone:str,             # `create_image_backbone` name
+    query,                          # dataset of dict items ("image", "label"): the queries (leave-one-out without gallery)
+    gallery=None,                   # dataset of the gallery, or None
+    pretrained:bool=True,           # the pretrained weights (the floor's point)
+    batch_size:int=256,             # embedding batch size
+    device:str|torch.device="cpu",  # where to embed
+    **eval_kwargs,                  # `fgr_core.metrics.evaluate_retrieval` options: ks, metrics
+)->dict:                            # {"R@1": fraction, ..., "mAP@R": ...}
+    "Retrieval metrics of the untrained backbone's L2-normalised global features: the floor a trained method must beat"
+    from fgr_core.metrics import evaluate_retrieval
+    from fgr_core.train import embed_dataset
+    net = create_image_backbone(image_backbone, pretrained=pretrained).to(device).eval()
+    emb = lambda ds: embed_dataset(net, ds, lambda b: F.normalize(net(b["image"])[0].float(), dim=-1), batch_size=batch_size)
+    q = emb(query); g = emb(gallery) if gallery is not None else {"emb": None, "label": None}
+    return evaluate_retrieval(q["emb"], q["label"], g["emb"], g["label"], **eval_kwargs)
+
+# %% ../nbs/03_backbones.ipynb #17610664
+def backbone_param_groups(
+    model:nn.Module,        # the whole model
+    backbone:nn.Module,     # its pretrained part (a submodule of `model`)
+    lr:float,               # the backbone's learning rate
+    new_lr_mult:float=1.0,  # learning rate of every other trainable parameter, relative to `lr`
+)->list[dict]:              # optimizer groups: backbone params at `lr`, the rest at `lr * new_lr_mult`; empty groups dropped
+    "Two optimizer parameter groups: the backbone's trainable parameters and the new layers', with their own learning rates"
+    check_range("lr", lr, 0, open_lo=True); check_range("new_lr_mult", new_lr_mult, 0, open_lo=True)
+    bb = [p for p in backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in bb}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [g for g in ({"params": bb, "lr": lr}, {"params": new, "lr": lr * new_lr_mult}) if g["params"]]

@@ -19,19 +19,36 @@ import torchvision.transforms.v2 as T
 from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, atomic_write, check_choice, check_range
 
 # %% auto #0
-__all__ = ['DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'tensor_transform', 'train_transform', 'test_transform',
-           'split_transform', 'make_views', 'MPerClassSampler', 'DistributedMPerClassSampler', 'create_dataset',
-           'list_datasets', 'ImageDataset', 'font_dir', 'glyph_font_path', 'render_glyph', 'check_typeface',
-           'colour_pairs', 'pose_matrix', 'apply_pose', 'glyph_caption', 'generate_glyphs', 'fgr_cache_dir',
-           'load_glyphs', 'GlyphsDataset', 'modification_text', 'make_triplets', 'GlyphTriplets', 'DigitsDataset']
+__all__ = ['DATASETS', 'GLYPH_TYPEFACES', 'GLYPH_CHARS', 'GLYPH_PALETTE', 'tensor_transform', 'transform_normalization',
+           'train_transform', 'test_transform', 'split_transform', 'make_views', 'MPerClassSampler',
+           'DistributedMPerClassSampler', 'create_dataset', 'list_datasets', 'ImageDataset', 'font_dir',
+           'glyph_font_path', 'render_glyph', 'check_typeface', 'colour_pairs', 'pose_matrix', 'apply_pose',
+           'glyph_caption', 'generate_glyphs', 'fgr_cache_dir', 'load_glyphs', 'GlyphsDataset', 'modification_text',
+           'make_triplets', 'GlyphTriplets', 'DigitsDataset']
 
 # %% ../nbs/01_data.ipynb #e43f78a7
 def tensor_transform(
-    size:int|None=None, # resize the image to (size, size) first; None keeps its size
-)->Callable:            # PIL or tensor (3, H, W) -> float tensor (3, H, W), ImageNet-normalised
-    "The plain transform: to a float tensor in [0, 1], optionally resized, then ImageNet-normalised"
+    size:int|None=None,         # resize the image to (size, size) first; None keeps its size
+    mean:Sequence[float]=IMAGENET_MEAN, # per-channel mean of the [0, 1] image (`backbone_normalization` gives a backbone's)
+    std:Sequence[float]=IMAGENET_STD,   # per-channel std
+)->Callable:                    # PIL or tensor (3, H, W) -> float tensor (3, H, W), (x - mean) / std
+    "The plain transform: to a float tensor in [0, 1], optionally resized, then normalised with `mean` and `std`"
     steps = [T.ToImage()] + ([T.Resize((size, size), antialias=True)] if size else [])
-    return T.Compose(steps + [T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return T.Compose(steps + [T.ToDtype(torch.float32, scale=True), _normalize(mean, std)])
+
+def _normalize(mean, std)->T.Normalize:
+    mean, std = [float(v) for v in mean], [float(v) for v in std]
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"mean, std: expected three values each (R, G, B), std > 0; got mean={mean}, std={std}")
+    return T.Normalize(mean, std)
+
+def transform_normalization(
+    transform:Callable|None,   # a transform (`T.Compose` or a single step), or None
+)->tuple|None:                 # (mean, std) tuples of its last `Normalize` step, None if it has none
+    "The mean and std a transform normalises with (its last `T.Normalize`)"
+    steps = list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
+    norm = [s for s in steps if isinstance(s, T.Normalize)]
+    return (tuple(float(v) for v in norm[-1].mean), tuple(float(v) for v in norm[-1].std)) if norm else None
 
 # %% ../nbs/01_data.ipynb #35e50532
 def train_transform(
@@ -39,22 +56,26 @@ def train_transform(
     resize_ratio:float=256/224, # short side is resized to `round(size * resize_ratio)` before the crop
     flip:bool=True,          # random horizontal flip (turn off for letters and digits)
     randaugment:bool=False,  # add `torchvision.transforms.RandAugment` (2 ops, magnitude 9)
+    mean:Sequence[float]=IMAGENET_MEAN, # per-channel mean (`backbone_normalization` gives a backbone's)
+    std:Sequence[float]=IMAGENET_STD,   # per-channel std
 )->Callable:                 # PIL or tensor -> float tensor (3, size, size)
-    "Random-resize-crop-flip training transform, ImageNet-normalised; uses torch's global generator"
+    "Random-resize-crop-flip training transform, normalised with `mean` and `std`; uses torch's global generator"
     check_range("size", size, 1); check_range("resize_ratio", resize_ratio, 1)
     steps = [T.ToImage(), T.Resize(round(size * resize_ratio), antialias=True), T.RandomCrop(size)]
     if flip: steps.append(T.RandomHorizontalFlip())
     if randaugment: steps.append(T.RandAugment())
-    return T.Compose(steps + [T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return T.Compose(steps + [T.ToDtype(torch.float32, scale=True), _normalize(mean, std)])
 
 def test_transform(
     size:int=224,               # output side length
     resize_ratio:float=256/224, # short side is resized to `round(size * resize_ratio)` before the centre crop
+    mean:Sequence[float]=IMAGENET_MEAN, # per-channel mean (`backbone_normalization` gives a backbone's)
+    std:Sequence[float]=IMAGENET_STD,   # per-channel std
 )->Callable:                    # PIL or tensor -> float tensor (3, size, size)
-    "Deterministic resize + centre-crop evaluation transform, ImageNet-normalised"
+    "Deterministic resize + centre-crop evaluation transform, normalised with `mean` and `std`"
     check_range("size", size, 1); check_range("resize_ratio", resize_ratio, 1)
     return T.Compose([T.ToImage(), T.Resize(round(size * resize_ratio), antialias=True), T.CenterCrop(size),
-                      T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+                      T.ToDtype(torch.float32, scale=True), _normalize(mean, std)])
 
 test_transform.__test__ = False  # tells pytest that this is not a test, despite its name
 

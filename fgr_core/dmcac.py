@@ -14,8 +14,8 @@ import torchvision.transforms.v2 as T
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .core import check_choice, check_range
-from .data import train_transform
+from .core import IMAGENET_MEAN, IMAGENET_STD, check_choice, check_range
+from .data import train_transform, transform_normalization
 from .divergences import frobenius_view_loss
 from .index import DatabaseEmbeddings, topk_union
 from .feed import epoch_seed
@@ -98,13 +98,15 @@ class QueryViews:
         A:int,                      # views per query, the query included
         size:int=224,               # crop side (paper: 224)
         resize_ratio:float=256/224, # short side resized to `size * resize_ratio` before the crop (paper: 256)
+        mean:tuple=IMAGENET_MEAN,   # per-channel normalisation: the backbone's (`backbone_normalization`; ViT-S: 0.5)
+        std:tuple=IMAGENET_STD,
     ):
         check_range("A", A, 1)
-        steps = train_transform(size, resize_ratio, flip=False, randaugment=True).transforms
+        steps = train_transform(size, resize_ratio, flip=False, randaugment=True, mean=mean, std=std).transforms
         i = next(j for j, t in enumerate(steps) if isinstance(t, T.RandAugment))
         self.A, self.crop, self.randaugment, self.to_float = A, T.Compose(steps[:i]), steps[i], T.Compose(steps[i + 1:])
 
-    def __call__(self, img)->Tensor:   # PIL or uint8 (3, H, W) -> (A, 3, size, size) float, ImageNet-normalised
+    def __call__(self, img)->Tensor:   # PIL or uint8 (3, H, W) -> (A, 3, size, size) float, normalised with mean/std
         q = self.crop(img)                                                      # uint8 (3, size, size), view 0
         views = [q] + [self.randaugment(q) for _ in range(self.A - 1)]          # RandAugment on uint8
         return torch.stack([self.to_float(v) for v in views]).as_subclass(Tensor)
@@ -215,8 +217,8 @@ def dmcac_total_loss(
     return sum(b * terms[n] for b, n in used)
 
 # %% ../nbs/12_dmcac.ipynb #3927cf5d
-from .method import Method, MethodConfig, num_classes_of, register_method
-from .backbones import create_image_backbone
+from .method import Method, MethodConfig, make_optimizer, num_classes_of, register_method
+from .backbones import backbone_normalization, backbone_param_groups, create_image_backbone
 
 def _default_views(x:Tensor, A:int, generator:torch.Generator|None=None)->Tensor:
     from fgr_core.data import make_views
@@ -233,6 +235,8 @@ class DMCAC(Method):
         betas:tuple=(1., 1., 1.),    # (beta_frob, beta_ce, beta_cac) of Eq. 20
         temperature:float=1.0,       # softmax temperature of Eq. 7/10; 1 = raw cosine as in the paper
         logit_scale:float=1.0,       # multiplies the class logits of Eq. 14 and Eq. 18; 1 = the paper's literal form
+        head_input:str="raw",        # what Eq. 14 and Eq. 16 classify: "raw" z of Eq. 5 (our reading) or "unit" (its projection)
+        new_lr_mult:float=1.0,       # learning rate of the new layers (projection, W_q, CAC) relative to the backbone's
         refresh_every:int=15,        # re-embed the database every R epochs
         index_kind:str="flat",       # FAISS index for approximate retrieval: "flat", "ivf", "hnsw"
         index_kwargs:dict|None=None, # more `EmbeddingIndex` options (nlist, nprobe, M, ef_search, use_gpu)
@@ -250,7 +254,8 @@ class DMCAC(Method):
         check_range("refresh_every", refresh_every, 1); check_range("temperature", temperature, 0, open_lo=True)
         check_range("num_classes", num_classes, 1); check_range("logit_scale", logit_scale, 0, open_lo=True)
         check_choice("views", views, ["randaugment", "affine"]); check_range("chunk_size", chunk_size, 1)
-        check_range("crop_size", crop_size, 0)
+        check_range("crop_size", crop_size, 0); check_choice("head_input", head_input, ["raw", "unit"])
+        check_range("new_lr_mult", new_lr_mult, 0, open_lo=True)
         if len(betas) != 3 or any(b < 0 for b in betas) or not any(betas): raise ValueError(f"betas: expected three non-negative weights (frob, ce, cac), not all 0; got {betas!r}")
         self.backbone = (create_image_backbone(image_backbone, pretrained=pretrained, **(image_kwargs or {}))
                          if isinstance(image_backbone, str) else image_backbone)
@@ -263,6 +268,7 @@ class DMCAC(Method):
         self.betas, self.temperature, self.refresh_every, self.seed = tuple(float(b) for b in betas), float(temperature), refresh_every, seed
         self.views_fn, self.logit_scale = views_fn or _default_views, float(logit_scale)
         self.views, self.chunk_size, self.crop_size = views, chunk_size, crop_size
+        self.head_input, self.new_lr_mult = head_input, float(new_lr_mult)
         self.view_classifier = nn.Linear(dim, num_classes, bias=False)     # W_q of Eq. 14
         self.cac = CrossAttentionClassifier(dim, num_classes)             # Eq. 16-18
         self.database = DatabaseEmbeddings(every=refresh_every, kind=index_kind, metric="cosine", **(index_kwargs or {}))
@@ -271,20 +277,45 @@ class DMCAC(Method):
 
 # %% ../nbs/12_dmcac.ipynb #fc6f6fda
 @patch
-def encode(self:DMCAC,
+def features(self:DMCAC,
     x:Tensor,    # (N, 3, H, W) images
-)->Tensor:       # (N, F) L2-normalised embeddings z
-    "Backbone global embedding projected onto the unit sphere (Eq. 5 of DMCAC)"
+)->Tensor:       # (N, F) float embeddings z before the unit-ball projection
+    "The backbone's global embedding (the CLS token of a ViT), projected to `embed_dim` if set: z of Eq. 3-5 of DMCAC"
     out = self.backbone(x)
     g = out[0] if isinstance(out, (tuple, list)) else out
     if g.ndim != 2: raise ValueError(f"backbone: expected a global embedding (N, F), got shape {tuple(g.shape)}")
     if self.proj is not None: g = self.proj(g)
-    return F.normalize(g.float(), dim=-1)
+    return g.float()
+
+@patch
+def encode(self:DMCAC,
+    x:Tensor,    # (N, 3, H, W) images
+)->Tensor:       # (N, F) L2-normalised embeddings
+    "z projected onto the unit sphere, z / |z|: what the similarities (Eq. 6, 9) and retrieval use (§3.3 of DMCAC)"
+    return F.normalize(self.features(x), dim=-1)
+
+@patch
+def head_features(self:DMCAC,
+    x:Tensor,    # (N, 3, H, W) images
+)->Tensor:       # (N, F)
+    "What the classifiers of Eq. 14 and Eq. 16 take: z itself (`head_input='raw'`) or its projection (`'unit'`)"
+    return self.features(x) if self.head_input == "raw" else self.encode(x)
 
 @patch
 def embed(self:DMCAC, batch:dict)->Tensor:
-    "(B, F) retrieval embeddings of `batch['image']`"
+    "(B, F) retrieval embeddings of `batch['image']`: L2-normalised z (§4.2)"
     return self.encode(batch["image"])
+
+@patch
+def configure_optimizers(self:DMCAC)->dict:
+    "AdamW (the trainer's optimizer) with the backbone at `lr` and the new layers at `new_lr_mult * lr`"
+    cfg = self._config()
+    return {"main": make_optimizer(backbone_param_groups(self, self.backbone, cfg.lr, self.new_lr_mult), cfg)}
+
+@patch
+def chance_levels(self:DMCAC)->dict[str, float]:
+    "Value of each classification term at chance, A ln c (cross-entropy summed over the A views); L_frob has none"
+    return {n: self.A * math.log(self.num_classes) for n, b in zip(("ce", "cac"), self.betas[1:]) if b}
 
 # %% ../nbs/12_dmcac.ipynb #3b54668c
 from .distributed import broadcast_buffers
@@ -311,16 +342,38 @@ def set_database(self:DMCAC,
     if crop is not None and self.crop_size not in (0, crop):
         raise ValueError(f"crop_size: {self.crop_size} differs from the database images' side {crop} (the query views "
                          f"are compared with them); set crop_size={crop} or 0, or give the database images of that side")
+    db_norm = transform_normalization(_dataset_transform(database.dataset))
+    if self.views == "randaugment" and db_norm is not None and not _same_normalization(db_norm, self.input_normalization()):
+        warnings.warn(f"set_database: the database images are normalised with mean/std {db_norm}, the query views with the "
+                      f"backbone's {self.input_normalization()} (backbone_normalization); queries and database then differ in "
+                      f"input scale: build the dataset's transform with the backbone's mean and std")
     self.database_loader, self._refresh_due, self._db_images = database, True, None
     self.query_ids, self.query_crop = (None if query_ids is None else torch.as_tensor(query_ids).long()), crop
     return self
 
+def _dataset_transform(ds):
+    "The transform of a dataset, or of the dataset an `IndexedSubset` / `Subset` wraps (None if there is none)"
+    while ds is not None:
+        t = getattr(ds, "transform", None)
+        if t is not None: return t
+        ds = getattr(ds, "dataset", None)
+    return None
+
+def _same_normalization(a, b, tol:float=1e-6)->bool:
+    return all(abs(x - y) <= tol for u, v in zip(a, b) for x, y in zip(u, v))
+
+@patch
+def input_normalization(self:DMCAC)->tuple:    # (mean, std) of the backbone's pretrained inputs
+    "Mean and std the query views are normalised with: the backbone's (`backbone_normalization`), ImageNet's for a module without `data_config`"
+    try: return backbone_normalization(self.backbone)
+    except ValueError: return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
+
 @patch
 def refresh_database(self:DMCAC, epoch:int|None=None):
-    "Embed the database with the current encoder (eval mode, no grad) and rebuild its index (Eq. 3-4 of DMCAC)"
+    "Embed the database with the current encoder (eval mode, no grad; the classifiers' input, `head_features`) and rebuild its cosine index (Eq. 3-4 of DMCAC)"
     if self.database_loader is None: raise ValueError("DMCAC has no database: call set_database(loader) with a loader over the training database D_D")
     broadcast_buffers(self)                               # DDP: every process embeds with process 0's BatchNorm stats
-    e = embed_dataset(self, self.database_loader)         # eval mode, no grad; DDP: sharded over processes, gathered
+    e = embed_dataset(self, self.database_loader, lambda b: self.head_features(b["image"]))   # eval, no grad; DDP: sharded, gathered
     Z, y = e["emb"], e["label"]
     self.database.refresh(lambda b: b["z"], [{"z": Z, "label": y, "index": torch.arange(len(Z))}], epoch=epoch)
     if self.retrieval == "approximate" and self.k > len(self.database):
@@ -347,13 +400,15 @@ def training_set(self:DMCAC,
     if self.views == "randaugment" and self.query_crop is None:
         raise ValueError("DMCAC has no database: call set_database(...) first (the query crops take its images' side)")
     ids = torch.arange(len(dataset)) if self.query_ids is None else self.query_ids
-    return IndexedSubset(dataset, ids, QueryViews(self.A, self.query_crop) if self.views == "randaugment" else None)
+    if self.views == "affine": return IndexedSubset(dataset, ids)
+    mean, std = self.input_normalization()
+    return IndexedSubset(dataset, ids, QueryViews(self.A, self.query_crop, mean=mean, std=std))
 
 # %% ../nbs/12_dmcac.ipynb #6d2e66ea
 @patch
 def retrieve(self:DMCAC,
-    Z_A:Tensor,                  # (B, A, F) view embeddings
-)->tuple[Tensor, Tensor|None]:   # Z: (D, F) with gradient (full) or (B, U, F) constant unions (approximate); mask
+    Z_A:Tensor,                  # (B, A, F) L2-normalised view embeddings (the cosine search keys)
+)->tuple[Tensor, Tensor|None]:   # Z: (D, F) with gradient (full) or (B, U, F) constant unions (approximate), rows as `head_features`; mask
     "Database embeddings each query's views are compared with (Eq. 6 or Eq. 8-9 of DMCAC)"
     if self.retrieval == "full": return self.embed_database().to(Z_A.dtype), None    # Eq. 6, end to end
     if self._database_stale(): self.refresh_database(getattr(self.trainer, "epoch", None))
@@ -374,11 +429,11 @@ def database_images(self:DMCAC)->Tensor: # (D, 3, H, W) on the method's device
 def _encode_database(self:DMCAC, x:Tensor)->Tensor:
     was = self.backbone.training               # eval mode, as at a refresh; also when recomputed during backward
     self.backbone.eval()
-    try: return self.encode(x)
+    try: return self.head_features(x)
     finally: self.backbone.train(was)
 
 @patch
-def embed_database(self:DMCAC)->Tensor:    # (D, F) L2-normalised Z_D, in the autograd graph
+def embed_database(self:DMCAC)->Tensor:    # (D, F) Z_D as the classifiers take it (`head_features`), in the autograd graph
     "Z_D with gradient, in chunks of `chunk_size` under activation checkpointing (Eq. 3-4, 6 of DMCAC, full retrieval)"
     chunks = self.database_images().split(self.chunk_size)
     return torch.cat([checkpoint(self._encode_database, c, use_reentrant=False) for c in chunks])
@@ -399,16 +454,18 @@ def training_step(self:DMCAC, batch:dict)->dict[str, Tensor]:
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes): raise ValueError(f"labels: expected values in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
     views = x if per_item else self.views_fn(x, self.A, self.noise_generator(self.seed))   # X_A, (B, A, 3, H, W)
     B = x.shape[0]
-    Z_A = self.encode(views.flatten(0, 1)).view(B, self.A, -1)          # Eq. 5, (B, A, F)
+    G = self.features(views.flatten(0, 1)).view(B, self.A, -1)          # z of Eq. 5, (B, A, F)
+    Z_A = F.normalize(G, dim=-1)                                         # on the unit sphere (§3.3)
+    H = G if self.head_input == "raw" else Z_A                           # what the classifiers take
     b_frob, b_ce, b_cac = self.betas
-    Z, mask = self.retrieve(Z_A) if (b_frob or b_cac) else (None, None)
+    Z, mask = self.retrieve(Z_A) if (b_frob or b_cac) else (None, None)  # rows as `head_features`
     terms = {}
     if b_frob:
-        Pd = view_distributions(view_similarities(Z_A, Z), mask, self.temperature)   # Eq. 6-7 / 9-10, (B, A, T)
-        terms["frob"] = frobenius_view_loss(Pd)                                      # Eq. 11-13
+        P = view_similarities(Z_A, F.normalize(Z, dim=-1))                           # cosines, Eq. 6 / 9
+        terms["frob"] = frobenius_view_loss(view_distributions(P, mask, self.temperature))   # Eq. 7 / 10, 11-13
     s = self.logit_scale
-    if b_ce: terms["ce"] = view_ce_loss(s * self.view_classifier(Z_A), y)            # Eq. 14-15
-    if b_cac: terms["cac"] = view_ce_loss(s * self.cac(Z_A, Z, mask)[0], y)          # Eq. 16-19
+    if b_ce: terms["ce"] = view_ce_loss(s * self.view_classifier(H), y)              # Eq. 14-15
+    if b_cac: terms["cac"] = view_ce_loss(s * self.cac(H, Z, mask)[0], y)            # Eq. 16-19
     return {"loss": dmcac_total_loss(terms, self.betas), **terms}
 
 # %% ../nbs/12_dmcac.ipynb #753b810b
@@ -423,6 +480,8 @@ class DMCACConfig(MethodConfig):
     betas:tuple=(1., 1., 1.)       # (beta_frob, beta_ce, beta_cac) of Eq. 20
     temperature:float=1.0          # softmax temperature of Eq. 7/10
     logit_scale:float=1.0          # multiplies the class logits of Eq. 14 and Eq. 18
+    head_input:str="raw"           # what Eq. 14 and 16 classify: "raw" z of Eq. 5 (our reading) or "unit" (its projection)
+    new_lr_mult:float=1.0          # learning rate of the new layers relative to the backbone's (paper: one rate)
     refresh_every:int=15           # re-embed the database every R epochs
     index_kind:str="flat"          # FAISS index for approximate retrieval: "flat", "ivf", "hnsw"
     index_kwargs:dict=dataclasses.field(default_factory=dict)  # more `EmbeddingIndex` options
@@ -437,10 +496,11 @@ class DMCACConfig(MethodConfig):
 @register_method("dmcac", DMCACConfig)
 @register_method("dmcac_ce", DMCACConfig, betas=(0., 1., 0.))
 def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
-    "A `DMCAC` with a stratified share of `train_dataset` as database (§4.1); `dmcac_ce`: CE only (Table 2)"
+    "A `DMCAC` with a stratified share of `train_dataset` as database (§4.1); `dmcac_ce`: our CE-only baseline (betas 0, 1, 0; not a row of Table 2)"
     c = config
     m = DMCAC(c.image_backbone, num_classes_of(c.num_classes, train_dataset), c.A, c.k, c.retrieval, c.betas,
-              c.temperature, c.logit_scale, c.refresh_every, c.index_kind, c.index_kwargs, seed=c.seed,
+              temperature=c.temperature, logit_scale=c.logit_scale, head_input=c.head_input, new_lr_mult=c.new_lr_mult,
+              refresh_every=c.refresh_every, index_kind=c.index_kind, index_kwargs=c.index_kwargs, seed=c.seed,
               pretrained=c.pretrained, image_kwargs=c.image_kwargs, embed_dim=c.embed_dim, views=c.views,
               chunk_size=c.chunk_size, crop_size=c.crop_size)
     if train_dataset is not None:
@@ -452,9 +512,9 @@ def build_dmcac(config:DMCACConfig, train_dataset=None)->DMCAC:
 @torch.no_grad()
 def cross_attention_map(
     cac:CrossAttentionClassifier, # the trained cross-attention module (`DMCAC.cac`)
-    query_emb:Tensor,             # (Q, F) L2-normalised query embeddings
+    query_emb:Tensor,             # (Q, F) query embeddings as the CAC reads them (`DMCAC.head_features`)
     query_labels:Tensor,          # (Q,) int classes 0..Cq-1
-    db_emb:Tensor,                # (N, F) L2-normalised database embeddings
+    db_emb:Tensor,                # (N, F) database embeddings, likewise
     db_labels:Tensor,             # (N,) int classes 0..Cd-1
     chunk_size:int=256,           # queries per chunk
 )->Tensor:                        # (Cq, Cd) mean attention mass a class-i query puts on class-j items; rows sum to 1

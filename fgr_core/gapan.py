@@ -12,7 +12,7 @@ from torch import nn, Tensor
 
 from .core import check_choice, check_range
 from .flows import ClassConditionalFlow
-from .backbones import create_image_backbone, EmbeddingHead
+from .backbones import backbone_param_groups, create_image_backbone, EmbeddingHead
 from .method import Method, MethodConfig, make_optimizer, num_classes_of, register_method
 
 # %% auto #0
@@ -129,10 +129,7 @@ class EmbeddingModel(Method):
 
     def configure_optimizers(self)->dict:
         cfg = self._config()
-        bb = [p for p in self.backbone.parameters() if p.requires_grad]
-        ids = {id(p) for p in bb}
-        new = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return {"main": make_optimizer([{"params": bb, "lr": cfg.lr}, {"params": new, "lr": cfg.lr * self.new_lr_mult}], cfg)}
+        return {"main": make_optimizer(backbone_param_groups(self, self.backbone, cfg.lr, self.new_lr_mult), cfg)}
 
 # %% ../nbs/10_gapan.ipynb #69ceedd7
 class NormSoftmax(EmbeddingModel):
@@ -143,6 +140,10 @@ class NormSoftmax(EmbeddingModel):
 
     def training_step(self, batch:dict)->dict[str, Tensor]:
         return {"loss": self.loss_fn(self.embed(batch), batch["label"])}
+
+    def chance_levels(self)->dict[str, float]:
+        "The cross-entropy over C classes at chance: ln C"
+        return {"loss": math.log(self.num_classes)}
 
 class ProxyAnchor(EmbeddingModel):
     "Baseline: Proxy-Anchor loss (Kim et al. 2020) on e"
@@ -182,6 +183,7 @@ class GAPan(EmbeddingModel):
                                          radius=prior_radius)
         self.tau, self.num_anchors, self.truncation, self.sampling = tau, num_anchors, truncation, sampling
         self.align_temperature, self.positives, self.lambda_nll, self.nll_to_backbone = align_temperature, positives, lambda_nll, nll_to_backbone
+        self.anchor_count = 0                  # anchors in the last step's alignment softmax (0: no step yet)
 
     def anchors(self, classes:Tensor)->tuple[Tensor, Tensor]:   # (K*M, d) normalised, (K*M,)
         "Anchors for `classes`: sampled at temperature tau (G2), or the mapped-back means with `sampling=False`"
@@ -195,7 +197,13 @@ class GAPan(EmbeddingModel):
         l_nll = self.flow.nll(f if self.nll_to_backbone else f.detach(), y)          # G1, nats per dim
         a, ya = self.anchors(torch.unique(all_gather_cat(y)))                        # G2, classes of the global batch
         l_align = prior_alignment_loss(F.normalize(f, dim=-1), y, a, ya, self.align_temperature, self.positives)  # G3
+        self.anchor_count = len(a)                                                   # N of the softmax, for `chance_levels`
         return {"loss": l_align + self.lambda_nll * l_nll, "align": l_align, "nll": l_nll}  # G4
+
+    def chance_levels(self)->dict[str, float]:
+        "L_align at chance: the softmax over the N anchors of a step is uniform, so every positive has log-probability -ln N"
+        return {"align": math.log(self.anchor_count)} if self.anchor_count > 1 else {}
+
 
 # %% ../nbs/10_gapan.ipynb #ec6f9bf8
 @dataclasses.dataclass
