@@ -515,7 +515,7 @@ def frozen_backbone_retrieval(
 )->dict:                            # {"R@1": fraction, ..., "mAP@R": ...}
     "Retrieval metrics of the untrained backbone's L2-normalised global features: the floor a trained method must beat"
     from fgr_core.metrics import evaluate_retrieval
-    from fgr_core.train import embed_dataset
+    from fgr_core.method import embed_dataset
     net = create_image_backbone(image_backbone, pretrained=pretrained).to(device).eval()
     emb = lambda ds: embed_dataset(net, ds, lambda b: F.normalize(net(b["image"])[0].float(), dim=-1), batch_size=batch_size)
     q = emb(query); g = emb(gallery) if gallery is not None else {"emb": None, "label": None}

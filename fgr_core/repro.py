@@ -60,8 +60,8 @@ def start_repro(
 # %% ../nbs/16_repro.ipynb #ec4176d0
 @patch(as_prop=True)
 def datasets(self:Repro)->tuple:
-    "(train, query, gallery) of the experiment, built on first use"
-    if self._datasets is None: self._datasets = build_datasets(self.exp.data)
+    "(train, query, gallery) of the experiment, built on first use (transforms normalised for its backbone)"
+    if self._datasets is None: self._datasets = build_datasets(self.exp.data, *self.exp.normalization())
     return self._datasets
 
 @patch

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .core import (Config, atomic_write, check_choice, check_range, get_device, read_yaml, seed_everything,
                            user_error_message, yaml_load)
+from .backbones import backbone_normalization
 from .distributed import dist_info, init_distributed
 from .method import METHODS, Method, create_method
 from .train import RUN_FILES, NonFiniteLossError, TrainConfig, Trainer
@@ -22,7 +23,7 @@ from .train import RUN_FILES, NonFiniteLossError, TrainConfig, Trainer
 # %% auto #0
 __all__ = ['TRANSFORM_KINDS', 'EXPERIMENT_KEYS', 'DataConfig', 'EvalConfig', 'make_transform', 'override_pairs',
            'apply_overrides', 'config_dirs', 'find_config', 'RunConfig', 'run_name', 'Experiment', 'load_experiment',
-           'make_train_loader', 'build_datasets', 'train_run', 'check_fresh', 'main']
+           'image_normalization', 'make_train_loader', 'build_datasets', 'train_run', 'check_fresh', 'main']
 
 # %% ../nbs/09b_run.ipynb #f810caed
 @dataclasses.dataclass
@@ -314,6 +315,24 @@ def run_config(self:Experiment,
     train = dataclasses.replace(exp.train, seed=int(seed), out_dir=str(Path(exp.train.out_dir) / run_name(method, seed, variant)))
     return RunConfig(method, fields, int(seed), exp.data, train, exp.eval, variant)
 
+# %% ../nbs/09b_run.ipynb #7a8c40a3
+def image_normalization(
+    method_args:dict,   # a run's merged method arguments
+)->tuple:               # (mean, std), or (None, None) for methods without an image backbone
+    "The mean and std a run's image backbone expects (see `backbone_normalization`)"
+    name = method_args.get("image_backbone")
+    return backbone_normalization(name) if isinstance(name, str) else (None, None)
+
+@patch
+def normalization(self:Experiment)->tuple:
+    "(mean, std) of the experiment's image backbone(s); methods that normalise differently cannot share datasets"
+    norms = {m: image_normalization(_method_fields(self.model, self.method_args, m)) for m in self.methods}
+    if len(set(norms.values())) > 1:
+        raise ValueError(f"model / method_args: the methods' image backbones expect different normalisation {norms}; "
+                         "compare methods on one backbone (the datasets are shared)")
+    return next(iter(norms.values()))
+
+
 # %% ../nbs/09b_run.ipynb #fc269f56
 def make_train_loader(
     dataset:Dataset,          # map-style training set
@@ -369,7 +388,7 @@ def train_run(
     "Train and evaluate one run; the Trainer writes config.yaml (checked on resume), rank 0 metrics.json to `run.train.out_dir`"
     rank, world = init_distributed(run.train.device)
     seed_everything(run.seed, run.train.deterministic)
-    train_ds, query_ds, gallery_ds = datasets if datasets is not None else build_datasets(run.data)
+    train_ds, query_ds, gallery_ds = datasets if datasets is not None else build_datasets(run.data, *image_normalization(run.method_args))
     try: method = create_method(run.method, train_ds, **run.method_args)
     except KeyError as e: raise KeyError(f"method_args.{run.method}: {e.args[0] if e.args else e}") from None
     loader = make_train_loader(train_ds, run.train, run.data.sampler, run.data.m, method=method)
@@ -421,7 +440,7 @@ def main(argv:list|None=None)->int:
         if a.print_config: print(exp.to_yaml(), end=""); return 0
         runs = [exp.run_config(m, s) for s in exp.seeds for m in exp.methods]
         check_fresh(runs)
-        datasets = build_datasets(exp.data)
+        datasets = build_datasets(exp.data, *exp.normalization())
         for run in runs:
             res = train_run(run, datasets); rank = dist_info()[0]
             if rank == 0: print(json.dumps({"method": run.method, "seed": run.seed, "metrics": res["metrics"]}), flush=True)

@@ -24,7 +24,7 @@ CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("dmcac_*.yaml"))
 def _args(name, method="dmcac", overrides=None):
     "The run's method arguments with the method config's defaults filled in"
     import dataclasses
-    from fgr_core.train import METHODS
+    from fgr_core.method import METHODS
     fields = load_experiment(name, overrides).run_config(method, 0).method_args
     return dataclasses.asdict(METHODS.get(method).config(**fields))
 
