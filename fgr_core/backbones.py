@@ -16,7 +16,7 @@ from torch import nn, Tensor
 from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 
 # %% auto #0
-__all__ = ['image_backbones', 'text_encoders', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
+__all__ = ['image_backbones', 'text_encoders', 'SHARED_MEMOS', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
            'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
            'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone',
            'backbone_normalization', 'row_keys', 'tensor_key', 'memoised_rows', 'backbone_stages',
@@ -195,6 +195,8 @@ def small_cnn(pretrained:bool=False, checkpoint_path=None, width:int=32, image_s
     return ImageBackbone(model, width, dict(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, image_size, image_size)), "small_cnn")
 
 # %% ../nbs/03_backbones.ipynb #8744a8e6
+SHARED_MEMOS:dict = {}   # `memo="shared"`: the frozen prefix's outputs, kept for every model of this process (keys hold the weights)
+
 def list_image_backbones(pattern:str="*")->list[str]:
     "Registered image backbone names matching the wildcard `pattern` (any timm name also works)"
     return image_backbones.list(pattern)
@@ -204,14 +206,17 @@ def create_image_backbone(
     pretrained:bool=False,             # load pretrained weights (offline for efficientnet_lite0)
     checkpoint_path:str|Path|None=None,# local weights file, used instead of downloading
     train_stages:int|None=None,        # fine-tune only the last stages (`PartiallyFrozenBackbone`); 0 freezes all; None trains all
-    memo:dict|bool|None=None,          # with `train_stages`: memo of the frozen part's outputs by weights and image; True: a new one
+    memo:dict|bool|str|None=None,      # with `train_stages`: memo of the frozen part's outputs by weights and image; True: a new
+                                       # one; "shared": one per (name, train_stages, kwargs) for the whole process
     **kwargs,                          # passed to the constructor (timm kwargs such as `img_size`, `drop_path_rate`)
 )->ImageBackbone:                      # `net(x)` -> (global (B, D), regions (B, L, D))
     "Build an image backbone by name; unknown names raise `KeyError` listing the closest names"
     if name not in image_backbones and __import__("timm").is_model(name): net = _timm_backbone(name, pretrained, checkpoint_path, **kwargs)
     else: net = image_backbones.create(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **kwargs)
-    if memo is True: memo = {}
+    if memo == "shared": memo = SHARED_MEMOS.setdefault((name, train_stages, repr(sorted(kwargs.items()))), {})
+    elif memo is True: memo = {}
     elif memo is False: memo = None
+    elif memo is not None and not isinstance(memo, dict): raise ValueError(f"memo: expected a dict, True, False, None or 'shared', got {memo!r}")
     if train_stages is None:
         if memo is not None: raise ValueError("memo: only a partially frozen backbone (train_stages=...) can memoise its frozen part")
         return net
