@@ -14,7 +14,8 @@ from fgr_core.data import ImageDataset, tensor_transform, transform_normalizatio
 from fgr_core.divergences import frobenius_view_loss
 from fgr_core.dmcac import QueryViews, paper_database_fraction, view_ce_loss, view_distributions, view_similarities
 from fgr_core.run import load_experiment, train_run
-from fgr_core.train import Trainer, create_method
+from fgr_core.method import create_method
+from fgr_core.train import Trainer
 from official_fixtures import write_cub
 
 REPO = Path(__file__).resolve().parents[1]
