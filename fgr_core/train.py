@@ -258,6 +258,15 @@ def _close_log(self:Trainer):
 RUN_FILES = ("config.yaml", "log.csv", "history.json", "metrics.json", "checkpoints/last.pt", "tb")  # what a run leaves
 _LOCK_NAME = ".fgr-run.lock"
 
+def _holder_gone(holder:str)->bool:
+    "Whether the lock text `pid N on HOST, since ...` names a process of this host that no longer exists"
+    parts = holder.split()
+    if len(parts) < 4 or parts[0] != "pid" or not parts[1].isdigit() or parts[3].rstrip(",") != socket.gethostname(): return False
+    try: os.kill(int(parts[1]), 0)
+    except ProcessLookupError: return True
+    except PermissionError: return False
+    return False
+
 def _lock_out_dir(folder:Path)->tuple|None:
     "(fd, path) of `folder`'s lock file, held with `flock` (the kernel frees it when the process dies); busy: ValueError"
     folder.mkdir(parents=True, exist_ok=True)
@@ -270,6 +279,10 @@ def _lock_out_dir(folder:Path)->tuple|None:
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"; os.close(fd)
+            if _holder_gone(holder):             # its DataLoader workers (forked, holding the fd) outlived a killed run
+                try: os.unlink(path)
+                except FileNotFoundError: pass
+                continue
             raise ValueError(f"out_dir {str(folder)!r} is in use by another run ({holder}); wait for it to end or "
                              f"choose another out_dir; nothing was changed") from None
         try: same = os.fstat(fd).st_ino == os.stat(path).st_ino   # not a file its last holder had just removed

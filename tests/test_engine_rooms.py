@@ -7,7 +7,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "fgr_core"
 METHOD_MODULES = ["gapan", "fggan", "dmcac", "cir", "fgan"]
 # the Trainer room: its config, the AMP choice, the error it raises, the Trainer and the helpers of its @patch'ed methods
-TRAINER_ROOM = {"RUN_FILES", "RESUME_NEUTRAL", "run_differences", "_flat", "_AMP_NAMES", "_LOCK_NAME", "_lock_out_dir", "_unlock", "_rebuilt_schedule",   # resume checks and the folder lock
+TRAINER_ROOM = {"RUN_FILES", "RESUME_NEUTRAL", "_holder_gone", "run_differences", "_flat", "_AMP_NAMES", "_LOCK_NAME", "_lock_out_dir", "_unlock", "_rebuilt_schedule",   # resume checks and the folder lock
                 "TrainConfig", "resolve_amp", "fastest_autocast", "NonFiniteLossError", "Trainer",
                 "_params_of", "_rng_state", "_set_rng_state"}
 ENGINE_ROOMS = ["distributed", "feed", "method", "train"]

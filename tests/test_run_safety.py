@@ -368,3 +368,22 @@ def test_a_method_check_batch_runs_before_anything_is_written(tmp_path):
     state = torch.get_rng_state()
     with pytest.raises(ValueError, match=r"expected \(B, 5\) images, got \(1, 6\)"): tr.fit()
     assert calls == [] and list((tmp_path / "out").iterdir()) == [] and torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_lock_held_by_orphaned_workers_of_a_killed_run_is_stale(tmp_path):
+    "DataLoader workers fork with the lock's fd: after SIGKILL of the run they may hold the flock a while; the pid decides"
+    import socket, subprocess
+    from fgr_core.train import _LOCK_NAME, _lock_out_dir, _unlock
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    lock = tmp_path / _LOCK_NAME
+    lock.write_text(f"pid {dead} on {socket.gethostname()}, since 2026-01-01 00:00:00")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"            # an orphan holds the flock; its run is dead
+        got = _lock_out_dir(tmp_path)
+        assert got is not None and str(os.getpid()) in lock.read_text()
+        _unlock(got)
+    finally:
+        holder.kill(); holder.wait()
