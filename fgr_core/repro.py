@@ -226,13 +226,14 @@ def claim(self:Repro,
     a:str, b:str,               # "a beats b": method names ("floor" for the floor)
     metric:str,                 # metric label, e.g. "R@1" or "R@10 (dress)"
     statement:str="",           # the paper's claim in words
+    metric_b:str|None=None,     # b's metric label when it differs (two modes of one run: "mAP@all (JR)" vs "mAP@all (RE)")
     variant_a:str|None=None, variant_b:str|None=None, # variants compared (None: the methods' own runs)
     higher_is_better:bool=True, # False for errors and distances
     tie:float=0.5,              # tie tolerance in points
 ):
     "Declare one of the paper's claims; `write` judges it with `judge`"
     self.claims.append(dict(a=a, b=b, metric=metric, statement=statement, variant_a=variant_a, variant_b=variant_b,
-                            higher_is_better=higher_is_better, tie=tie))
+                            higher_is_better=higher_is_better, tie=tie, metric_b=metric_b or metric))
 
 @patch
 def run_learned(self:Repro, rec:dict)->tuple[bool, list[str]]:
@@ -251,7 +252,7 @@ def judge_claims(self:Repro)->list[dict]:
     "Every declared claim with its per-seed differences, mean difference, seeds and verdict"
     out = []
     for c in self.claims:
-        va, vb = self.values(c["a"], c["metric"], c["variant_a"]), self.values(c["b"], c["metric"], c["variant_b"])
+        va, vb = self.values(c["a"], c["metric"], c["variant_a"]), self.values(c["b"], c["metric_b"], c["variant_b"])
         if not va or not vb: diffs = None
         elif len(vb) == 1: diffs = [x - next(iter(vb.values())) for x in va.values()]
         else: diffs = [va[s] - vb[s] for s in sorted(set(va) & set(vb))] or None
