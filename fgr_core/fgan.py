@@ -490,7 +490,7 @@ class FGAN(Method):
             self.classifier = nn.Linear(c.embed_dim, n_cls)                                           # seen classes
         self.pseudo_table = None
         self._memo = {"text": {}, "pseudo": {}}      # outputs of frozen parts by input content (not in the state dict)
-        self.register_load_state_dict_post_hook(lambda module, keys: [m.clear() for m in module._memo.values()])
+        self.register_load_state_dict_post_hook(lambda module, keys: module._memo.update(text={}, pseudo={}))
 
     def _image_map(self, images:Tensor)->Tensor: # (B, C, h', w') feature map (or tokens for transformers)
         f = self.image.forward_features(images)
