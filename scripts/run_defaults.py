@@ -3,10 +3,12 @@
     python scripts/run_defaults.py                  # all five, from the repository root
     python scripts/run_defaults.py gapan dmcac      # some of them
 
-Each notebook runs through papermill from the repository root with only `out_dir` set, exactly as
-`papermill nbs/2X_*.ipynb out.ipynb` would, into a scratch folder. Then `results.json`, `runs.csv`,
-`table.csv` and `figures/*.png` are copied into `results/<paper>/` (checkpoints and logs are not kept), and
-`results/timings.csv` records each notebook's wall time and CPU time (children included).
+Each notebook runs through papermill from the repository root with no parameter at all, exactly as
+`papermill nbs/2X_*.ipynb out.ipynb` does, so it writes into its config's `runs/<paper>` (that scratch folder,
+ignored by git, is emptied first). Then `results.json`, `runs.csv`, `table.csv` and `figures/*.png` are copied
+into `results/<paper>/` (checkpoints and logs are not kept), the executed notebook replaces `nbs/2X_*.ipynb`
+(cleaned with `nbdev_clean`, outputs kept: the docs show them), and `results/timings.csv` records each
+notebook's wall time and CPU time (children included).
 """
 from __future__ import annotations
 
@@ -35,12 +37,20 @@ def _cpu_seconds() -> float:
 def run_one(paper: str, scratch: Path) -> tuple[Path, float, float]:
     "Execute `paper`'s notebook at its defaults; return its out_dir, wall seconds and CPU seconds"
     import papermill as pm
-    out_dir = scratch / paper
+    out_dir = REPO / "runs" / paper                       # the glyph config's train.out_dir, below the repository root
+    if out_dir.exists(): print(f"  emptying the scratch folder {out_dir}"); shutil.rmtree(out_dir)
     cpu0, t0 = _cpu_seconds(), time.time()
-    pm.execute_notebook(str(REPO / "nbs" / NOTEBOOKS[paper]), str(scratch / f"{paper}.ipynb"),
-                        parameters={"out_dir": str(out_dir)}, cwd=str(REPO), kernel_name="python3",
-                        progress_bar=False)
+    pm.execute_notebook(str(REPO / "nbs" / NOTEBOOKS[paper]), str(scratch / NOTEBOOKS[paper]), cwd=str(REPO),
+                        kernel_name="python3", progress_bar=False)
     return out_dir, time.time() - t0, _cpu_seconds() - cpu0
+
+
+def keep_notebook(paper: str, scratch: Path):
+    "The executed notebook, cleaned, replaces the source notebook (its outputs are what the docs show)"
+    import subprocess
+    done = scratch / NOTEBOOKS[paper]
+    subprocess.run(["nbdev_clean", "--fname", str(done)], check=True, cwd=REPO, capture_output=True)
+    shutil.copy2(done, REPO / "nbs" / NOTEBOOKS[paper])
 
 
 def keep(paper: str, out_dir: Path, dest_root: Path):
@@ -61,7 +71,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("papers", nargs="*", default=list(NOTEBOOKS), help=f"any of {list(NOTEBOOKS)}")
     p.add_argument("--results", default=str(REPO / "results"), help="folder that receives results/<paper>/")
-    p.add_argument("--scratch", default=None, help="keep the executed notebooks and full run folders here")
+    p.add_argument("--scratch", default=None, help="keep the executed notebooks here")
+    p.add_argument("--no-notebooks", action="store_true", help="leave nbs/2X_*.ipynb as they are")
     a = p.parse_args(argv)
     unknown = [x for x in a.papers if x not in NOTEBOOKS]
     if unknown: p.error(f"unknown paper(s) {unknown}; choose from {list(NOTEBOOKS)}")
@@ -75,6 +86,7 @@ def main(argv=None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {paper}: {NOTEBOOKS[paper]} ...", flush=True)
         out_dir, wall, cpu = run_one(paper, scratch)
         keep(paper, out_dir, dest_root)
+        if not a.no_notebooks: keep_notebook(paper, scratch)
         rows.append({"paper": paper, "notebook": NOTEBOOKS[paper], "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                      "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")})
         print(f"  {paper}: {wall:.1f} s wall, {cpu:.1f} s CPU -> {dest_root / paper}", flush=True)

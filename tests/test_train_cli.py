@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fgr_core.core import load_checkpoint
-from fgr_core.run import load_run_config, main
+from fgr_core.run import load_experiment, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ STANDIN = textwrap.dedent('''
         return StandinLinear(num_classes_of(config.num_classes, train_dataset), config.image_size, config.embed_dim)
 ''')
 
-CONFIG = {"method": "standin_linear", "method_args": {"image_size": 16},
+CONFIG = {"methods": ["standin_linear"], "seeds": [0], "model": {"image_size": 16},
           "data": {"dataset": "digits", "train_split": "train", "eval_split": "test", "image_size": 16},
           "train": {"epochs": 1, "lr": 1e-2, "batch_size": 64, "device": "cpu", "log_every": 2, "progress": False},
           "eval": {"ks": [1, 4], "metrics": ["recall", "map_at_r"], "batch_size": 256}}
@@ -51,15 +51,17 @@ def test_cli_end_to_end(tmp_path):
                         "--set", "train.epochs=2", "--set", "train.lr=5e-3", "--out-dir", str(out)],
                        capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["standin_linear_seed0"]
+    out = out / "standin_linear_seed0"
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "history.json", "log.csv", "metrics.json"]
     res = json.loads((out / "metrics.json").read_text())
-    assert set(res["metrics"]) == {"R@1", "R@4", "mAP@R"} and json.loads(r.stdout.strip().splitlines()[-1]) == res["metrics"]
+    assert set(res["metrics"]) == {"R@1", "R@4", "mAP@R"} and json.loads(r.stdout.strip().splitlines()[-1])["metrics"] == res["metrics"]
     assert all(0 <= v <= 1 and math.isfinite(v) for v in res["metrics"].values())
     assert res["metrics"]["R@1"] > 0.3                                  # better than chance (0.2) on 5 unseen digits
     assert len(res["history"]["train"]) == len(res["history"]["eval"]) == 2
-    resolved = load_run_config(out / "config.yaml")                     # the resolved config reloads as is
-    assert (resolved.train.epochs, resolved.train.lr, resolved.train.out_dir) == (2, 5e-3, str(out))
-    assert resolved.data.args == {"image_size": 16}
+    resolved = yaml.safe_load((out / "config.yaml").read_text())          # the resolved run
+    assert (resolved["seed"], resolved["train"]["epochs"], resolved["train"]["lr"], resolved["train"]["out_dir"]) == (0, 2, 5e-3, str(out))
+    assert resolved["data"]["image_size"] == 16 and resolved["method_args"] == {"image_size": 16}
     log = pd.read_csv(out / "log.csv")
     assert {"train/loss", "train/ce", "lr/main", "eval/R@1"} <= set(log.name) and log.value.notna().all()
     ck = load_checkpoint(out / "checkpoints" / "last.pt")
@@ -67,15 +69,19 @@ def test_cli_end_to_end(tmp_path):
 
 
 def test_cli_errors_name_the_key(tmp_path, capsys):
-    cfg = tmp_path / "run.yaml"; cfg.write_text(yaml.safe_dump(CONFIG))
+    cfg = tmp_path / "run.yaml"; cfg.write_text(yaml.safe_dump({**CONFIG, "methods": ["norm_softmax"], "model": {}}))
     assert main(["--config", str(cfg), "--set", "train.optimizer=rmsprop"]) == 2
     assert "optimizer: expected one of ['adamw', 'sgd', 'adam'], got 'rmsprop'" in capsys.readouterr().err
     assert main(["--config", str(cfg), "--set", "train.lerning_rate=1"]) == 2
     assert "unknown key 'lerning_rate'" in capsys.readouterr().err
-    assert main(["--config", str(cfg), "--set", "method=no_such_method", "--set", "train.out_dir=" + str(tmp_path / "o")]) == 2
-    assert "unknown method 'no_such_method'" in capsys.readouterr().err
-    assert main(["--config", str(cfg), "--set", "method=gapan", "--set", "method_args={backbone: resnet50}"]) == 2
-    assert "method_args: method 'gapan': unknown key 'backbone' for GAPanConfig" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "--set", "methods=[no_such_method]", "--set", "train.out_dir=" + str(tmp_path / "o")]) == 2
+    assert "'no_such_method' is not a registered method" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "--set", "methods=[gapan]", "--set", "model={backbone: resnet50}"]) == 2
+    assert "method 'gapan': unknown key 'backbone' for GAPanConfig" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "--set", "train.seed=3"]) == 2
+    assert "the seeds are `seeds:`" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "--set", "data.n_charz=3"]) == 2
+    assert "dataset 'digits' has no option 'n_charz'" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit): main(["--help"])
@@ -90,11 +96,10 @@ def test_console_script_declared():
 # Every CPU-sized config of the five papers through fgr-train, shrunk to a few images and one epoch: the config keys
 # are the methods' config fields and each method's own evaluation runs (make_eval_fn).
 TINY_DATA = ["data.n_chars=4", "data.n_typefaces=4", "data.per_class=4", "data.image_size=64"]
-TINY = {"gapan": ["method_args.flow_hidden=16"], "dmcac": ["method_args.k=2", "method_args.A=2"],
-        "cir": ["data.n_triplets=24", "method_args.map_dim=16", "eval.ks=[1, 5]"],
-        "fgan": ["method_args.image_size=64", "method_args.pseudo_size=32", "method_args.n_samples=5",
-                 "eval.prec_k=10"],
-        "fggan": ["method_args.embed_dim=16", "method_args.g_width=4", "method_args.d_width=4", "method_args.n_width=4",
+TINY = {"gapan": ["method_args.{m}.flow_hidden=16"], "dmcac": ["method_args.{m}.k=2", "method_args.{m}.A=2"],   # {m}: the method run
+        "cir": ["data.n_triplets=24", "method_args.{m}.map_dim=16", "eval.ks=[1, 5]"],
+        "fgan": ["method_args.{m}.image_size=64", "method_args.{m}.pseudo_size=32", "method_args.{m}.n_samples=5", "eval.prec_k=10"],
+        "fggan": ["method_args.{m}.embed_dim=16", "method_args.{m}.g_width=4", "method_args.{m}.d_width=4", "method_args.{m}.n_width=4",
                   "eval.ks=[1, 5]"]}
 EXPECTED = {"gapan": "R@1", "dmcac": "R@1", "cir": "R@1", "fgan": "JR/Avg/mAP@all", "fggan": "fc/mAP@5"}
 GLYPH_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*_glyphs*.yaml"))
@@ -108,21 +113,24 @@ def test_every_paper_has_a_glyphs_config():
 @pytest.mark.parametrize("name", GLYPH_CONFIGS)
 def test_glyph_configs_run(name, tmp_path, capsys):
     paper = name.split("_")[0]
-    sets = ["train.epochs=1", "train.batch_size=8", "train.device=cpu", "train.progress=false",
-            "train.checkpoint_every_epochs=0", "eval.batch_size=16", *TINY_DATA, *TINY[paper]]
+    method = load_experiment(REPO / "configs" / name).methods[-1]    # the paper's method (baseline first)
+    sets = [f"methods=[{method}]", "seeds=[0]", "train.epochs=1", "train.batch_size=8", "train.device=cpu", "train.progress=false",
+            "train.checkpoint_every_epochs=0", "eval.batch_size=16", *TINY_DATA, *(t.format(m=method) for t in TINY[paper])]
     overrides = [a for s in sets for a in ("--set", s)]
     rc = main(["--config", str(REPO / "configs" / name), "--out-dir", str(tmp_path), *overrides])
     assert rc == 0, capsys.readouterr().err[-3000:]
-    res = json.loads((tmp_path / "metrics.json").read_text())
-    assert res["method"] == yaml.safe_load((REPO / "configs" / name).read_text())["method"]
+    res = json.loads((tmp_path / f"{method}_seed0" / "metrics.json").read_text())
+    assert res["method"] == method
     m = res["metrics"]
     assert EXPECTED[paper] in m and all(0 <= v <= 1 for v in m.values() if math.isfinite(v)), m
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_every_config_is_valid(name):
-    "Each config loads, names a registered method, and its method_args are fields of that method's config class"
+    "Each config resolves (every method's arguments validated) and every run of it resolves too"
     from fgr_core.train import METHODS
-    run = load_run_config(REPO / "configs" / name)
-    config = METHODS.get(run.method).config(**run.method_args)
-    assert config.pretrained is True and isinstance(config.image_backbone, str)
+    exp = load_experiment(REPO / "configs" / name)
+    for m in exp.methods:
+        run = exp.run_config(m, exp.seeds[0])
+        config = METHODS.get(m).config(**run.method_args)
+        assert config.pretrained is True and isinstance(config.image_backbone, str)

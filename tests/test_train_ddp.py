@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from fgr_core.core import load_checkpoint
 from fgr_core.data import DistributedMPerClassSampler, MPerClassSampler
-from fgr_core.run import load_run_config
+from fgr_core.run import load_experiment
 from fgr_core.train import epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,10 +169,8 @@ def _run_configs()->dict:
     from fgr_core.train import METHODS                       # `import fgr_core` registered every method
     out = {}
     for path in sorted(CONFIGS.glob("*_glyphs*.yaml")):
-        try: run = load_run_config(path)
-        except (KeyError, ValueError): continue             # not an fgr-train config
-        if run.method not in METHODS: continue
-        out.setdefault(METHODS.get(run.method).__module__, path)
+        method = load_experiment(path).methods[-1]           # the paper's method (baseline first)
+        out.setdefault(METHODS.get(method).__module__, path)
     return out
 
 
@@ -182,9 +180,10 @@ def _readme_torchrun_lines()->list[str]:
 
 
 def _tiny_overrides(config:Path)->list[str]:
-    raw = yaml.safe_load(config.read_text())
-    sets = {k: v for k, v in TINY.items() if k != "data.n_triplets" or raw["data"]["dataset"] == "glyphs_triplets"}
-    if "image_size" in (raw.get("method_args") or {}): sets["method_args.image_size"] = TINY["data.image_size"]
+    exp = load_experiment(config); m = exp.methods[-1]
+    sets = {k: v for k, v in TINY.items() if k != "data.n_triplets" or exp.data.dataset == "glyphs_triplets"}
+    sets.update({"methods": [m], "seeds": [0]})
+    if "image_size" in {**exp.model, **exp.method_args.get(m, {})}: sets[f"method_args.{m}.image_size"] = TINY["data.image_size"]
     return [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
 
 
@@ -199,7 +198,8 @@ def _finish(p:subprocess.Popen, out_dir:Path, timeout:int=240)->dict:
     try: _, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired: p.kill(); raise
     assert p.returncode == 0, err[-4000:]
-    return json.loads((out_dir / "metrics.json").read_text())
+    (run,) = out_dir.iterdir()                                  # the one (method, seed) run of the experiment
+    return json.loads((run / "metrics.json").read_text())
 
 
 def _command_for(config:Path)->list[str]:
@@ -218,7 +218,7 @@ def test_readme_multi_gpu_lines():
         args = shlex.split(line)
         assert args[:3] == ["torchrun", "--nproc_per_node", args[2]] and args[3:5] == ["-m", "fgr_core.run"], line
         sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-        load_run_config(REPO / args[args.index("--config") + 1], sets)
+        load_experiment(REPO / args[args.index("--config") + 1], sets)
 
 
 @pytest.mark.slow
@@ -227,7 +227,8 @@ def test_method_runs_under_torchrun(config, tmp_path):
     res = _finish(_start(_command_for(config) + _tiny_overrides(config), tmp_path / "run"), tmp_path / "run")
     assert res["world_size"] == 2 and len(res["history"]["train"]) == 1
     assert all(math.isfinite(v) for v in res["history"]["train"][0].values())
-    written = sorted(p.name for p in (tmp_path / "run").iterdir())       # rank 0 wrote everything, once
+    (run,) = (tmp_path / "run").iterdir()
+    written = sorted(p.name for p in run.iterdir())                      # rank 0 wrote everything, once
     assert written == ["checkpoints", "config.yaml", "history.json", "log.csv", "metrics.json"]
 
 
@@ -252,7 +253,7 @@ def test_gapan_sync_bn_two_processes_match_one(tmp_path):
     for a, b in zip(two["history"]["train"], one["history"]["train"], strict=True):
         for k in a: assert a[k] == pytest.approx(b[k], rel=1e-3), (k, a[k], b[k])
     for k, v in one["metrics"].items(): assert two["metrics"][k] == pytest.approx(v, abs=0.02), k
-    w2, w1 = (load_checkpoint(tmp_path / f"p{n}" / "checkpoints" / "last.pt")["method"] for n in (2, 1))
+    w2, w1 = (load_checkpoint(tmp_path / f"p{n}" / "gapan_seed0" / "checkpoints" / "last.pt")["method"] for n in (2, 1))
     diff = torch.cat([(w2[k] - v).abs().flatten() for k, v in w1.items() if v.is_floating_point()])
     print("weight difference: mean", diff.mean().item(), "max", diff.max().item())
     assert diff.mean() < 1e-5 and diff.max() < 2 * 3e-4 * 10 * 5       # lr 3e-4 x new_lr_mult 10, 5 steps

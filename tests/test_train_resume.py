@@ -112,16 +112,18 @@ def test_sigkill_and_resume_is_exact(tmp_path, workers):
 # The resumed process starts with an empty memo and refills it from other batches than the uninterrupted run,
 # so this fails unless a memo entry depends on the weights and the image only (see `memoised_rows`).
 GAPAN_TINY = [f"--set={kv}" for kv in (
-    "method_args.image_kwargs.train_stages=1", "method_args.image_kwargs.memo=true",
-    "method_args.embed_dim=32", "method_args.flow_hidden=32", "method_args.flow_depth=2",
+    "methods=[gapan]", "seeds=[0]", "model.image_kwargs.train_stages=1", "model.image_kwargs.memo=true",
+    "model.embed_dim=32", "method_args.gapan.flow_hidden=32", "method_args.gapan.flow_depth=2",
     "data.n_chars=4", "data.n_typefaces=4", "data.per_class=6", "data.image_size=32",   # 48 images, 8 classes
     "train.epochs=4", "train.batch_size=16", "train.device=cpu", "train.progress=false", "train.log_every=1",
     "train.checkpoint_every_epochs=0", "train.checkpoint_every_steps=4")]         # 3 steps per epoch, 12 in all
 
 
 def _fgr_train(out):
+    "fgr-train's command whose one run (gapan, seed 0) writes into `out` (= the experiment folder / gapan_seed0)"
     exe = Path(sys.executable).with_name("fgr-train")
-    return [str(exe), "--config", str(REPO / "configs" / "gapan_glyphs.yaml"), *GAPAN_TINY, f"--out-dir={out}"]
+    assert out.name == "gapan_seed0"
+    return [str(exe), "--config", str(REPO / "configs" / "gapan_glyphs.yaml"), *GAPAN_TINY, f"--out-dir={out.parent}"]
 
 
 def _tensors(obj, at=""):
@@ -135,7 +137,7 @@ def _tensors(obj, at=""):
 
 @pytest.mark.slow
 def test_fgr_train_memoised_backbone_sigkill_and_resume_is_exact(tmp_path):
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    ref, cut = tmp_path / "ref" / "gapan_seed0", tmp_path / "cut" / "gapan_seed0"
     r = subprocess.Popen(_fgr_train(ref), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     p = subprocess.Popen(_fgr_train(cut), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     ckpt, t0 = cut / "checkpoints" / "last.pt", time.time()
