@@ -398,7 +398,10 @@ def test_frozen_text_regions_and_pseudo_labels_are_memoised():
     assert len(m._memo["pseudo"]) == 8 and torch.allclose(tau, m.pseudo_labels_of(b))
     from fgr_core.fgan import pseudo_soft_labels
     assert torch.allclose(tau, pseudo_soft_labels(b["image"], size=32), atol=1e-5)
-    m.load_state_dict(m.state_dict()); assert not m._memo["text"] and not m._memo["pseudo"]   # new weights: new memo
+    m2 = create_method("fgan", _Pairs(), **{**TINY, "text_encoder": "all_minilm_l6_v2", "text_kwargs": {}, "train_text": False, "pseudo_size": 32})
+    assert m2._memo["text"] is m._memo["text"] and m2._memo["pseudo"] is m._memo["pseudo"]   # shared: same frozen weights
+    sd = m2.state_dict(); sd["text.model.embeddings.word_embeddings.weight"] = sd["text.model.embeddings.word_embeddings.weight"] + 1
+    m2.load_state_dict(sd); assert m2._memo["text"] is not m._memo["text"] and not m2._memo["text"]   # new weights: new memo
 
 
 def test_zero_shot_class_halves_are_drawn_per_split_seed(tmp_path):
