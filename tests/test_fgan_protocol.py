@@ -162,37 +162,33 @@ def test_table5_transcribed():
 
 
 # --- nb 24 through papermill on the fixture trees ------------------------------------------------------------------
-NB_TINY = dict(image_backbone="small_cnn", pretrained=False, image_kwargs={"width": 8}, image_size=32,
-               text_encoder="gru", text_kwargs={"dim": 16, "embed_dim": 8}, max_words=12, embed_dim=16, n_samples=10,
-               pseudo_size=32, epochs=2, batch_size=4, m_per_class=2, lr=1e-3, warmup_steps=2, seeds=[0], n_show=2,
-               device="cpu", data_kwargs={})
+NB_TINY = {"model.image_backbone": "small_cnn", "model.pretrained": False, "model.image_kwargs": {"width": 8, "image_size": 32},
+           "model.text_encoder": "gru", "model.text_kwargs": {"dim": 16, "embed_dim": 8}, "model.train_text": True,
+           "model.embed_dim": 16, "method_args.fgan.image_size": 32, "method_args.fgan.max_words": 12,
+           "method_args.fgan.n_samples": 10, "method_args.fgan.latent_dim": 8, "method_args.fgan.hidden_dim": 16,
+           "method_args.fgan.train_image": True, "method_args.fgan.pseudo_size": 32, "train.epochs": 2, "train.batch_size": 4,
+           "train.warmup_steps": 2, "train.device": "cpu", "train.amp": "off", "train.checkpoint_every_epochs": 0,
+           "train.progress": False, "data.eval_transform": {"kind": "center_crop", "size": 32},
+           "data.train_transform": {"kind": "center_crop", "size": 32}, "seeds": [0, 1], "params.n_show": 2}
 
 
-def test_repro_notebook_on_pascal_sentence(run_notebook, results_checker, tmp_path):
-    write_pascal_sentence(tmp_path / "data", per_class=10)
-    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "pascal_sentence", "data_root": str(tmp_path / "data")})
-    out = tmp_path / "out"
-    res = results_checker(out, "fgan", [f"FGAN_{m}" for m in ("RE", "LD", "JR")], [0], ["I2T", "T2I", "Avg"],
-                          ["training_loss", "saliency", "tsne", "top5_t2i"])
-    assert res["sizes"] == {"train": 16, "query": 4, "support": 16, "seen_classes": 2, "unseen_classes": 2,
-                            "excluded_queries": 0}
-    assert res["protocol"].startswith("official splits")
-    assert res["regions"]["image_regions"] == 64 and res["regions"]["image_k"] == 6             # 8x8 map at 32 px, 10%
-    cx = res["complexity"]
-    assert cx["Trainable Params (M)"] > 0 and cx["step (s)"] > 0 and cx["Speed (samples/s)"] > 0
-    assert (pd.read_csv(out / "complexity.csv")["source"] == "FGAN Table 5").sum() == 6
-    table = pd.read_csv(out / "table.csv")
-    assert (table["source"] == "FGAN Table 1").sum() == 3
-
-
-@pytest.mark.slow
-def test_repro_notebook_counts_queries_without_support(run_notebook, results_checker, tmp_path):
-    base = write_wikipedia(tmp_path / "data", per_class=3)
-    lst = base / "trainset_txt_img_cat.list"
-    lst.write_text("".join(l + "\n" for l in lst.read_text().splitlines() if not l.endswith("\t10")))  # 10: no support
-    run_notebook("24_fgan_repro.ipynb", {**NB_TINY, "dataset": "wikipedia", "data_root": str(tmp_path / "data")})
+def test_repro_notebook_on_pascal_sentence(run_notebook, tmp_path):
+    "The benchmark config through the notebook: a class split per seed (vary_split), its unseen classes stored"
+    write_pascal_sentence(tmp_path / "data", per_class=10, categories=("aeroplane", "bicycle", "bird", "boat", "bottle", "bus"))
+    run_notebook("24_fgan_repro.ipynb", {"dataset": "pascal_sentence", "data_root": str(tmp_path / "data"),
+                                         "overrides": {**NB_TINY, "train.out_dir": str(tmp_path / "out")}})
     res = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert res["sizes"]["excluded_queries"] == 1 and res["sizes"]["query"] == 4 and res["sizes"]["unseen_classes"] == 4
+    assert res["dataset"] == "pascal_sentence" and res["params"]["vary_split"] is True
+    assert {(r["method"], r["seed"]) for r in res["runs"]} == {(m, s) for m in ("floor", "fgan") for s in (0, 1)}
+    fg = {r["seed"]: r for r in res["runs"] if r["method"] == "fgan"}
+    assert [fg[s]["config"]["data"]["split_seed"] for s in (0, 1)] == [0, 1]              # split and model vary together
+    assert fg[0]["config"]["method_args"]["reference"] == "code"
+    from fgr_core.benchmarks import zs_class_half
+    names = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus"]
+    for s in (0, 1):
+        assert res["unseen_classes"][str(s)] == [names[i] for i in zs_class_half(6, "test", s)]
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert (table["source"] == "FGAN Table 1").sum() == 3
 
 
 def test_word_embedding_space_embeds_class_names_with_a_pretrained_encoder():
