@@ -606,7 +606,8 @@ def embed(self:FGAN, batch:dict)->Tensor: # (B, d_x) L2-normalised image region 
 @patch
 def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x), g_v, g_t (B, 1000), s_v, s_t (scores)
     "FGE outputs of a batch of image-text pairs, both modalities (call in eval mode, e.g. through `embed_dataset`)"
-    ov, ot = self.encode_images(batch["image"]), self.encode_texts(list(batch["text"]))
+    g = torch.Generator().manual_seed(self.config.seed)                # reference "code": the eval-mode top-K is perturbed
+    ov, ot = self.encode_images(batch["image"], g), self.encode_texts(list(batch["text"]), g)
     out = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp()}
     if "scores" in ov: out["s_v"] = ov["scores"]                      # no scores where regions are pooled (GAP)
     if "scores" in ot: out["s_t"] = ot["scores"]

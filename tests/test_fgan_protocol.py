@@ -55,7 +55,7 @@ def test_fgr_train_configs_use_the_protocol(tmp_path):
         splits = (cfg["data"]["train_split"], cfg["data"]["eval_split"], cfg["data"]["gallery_split"])
         assert splits == ("zs_train", "zs_query", "zs_support")
         assert "10 runs" in (REPO / "configs" / f"fgan_{ds}.yaml").read_text()
-        args = cfg["method_args"]
+        args = {**cfg["model"], **cfg["method_args"]["fgan"]}
         assert args["image_size"] == 224 and "patch16" in args["image_backbone"]                    # 196 regions
         assert args["reference"] == "code" and args["train_image"] is False and args["train_text"] is False
         assert cfg["data"]["split_seed"] == 0 and "--set data.split_seed=$s" in (REPO / "configs" / f"fgan_{ds}.yaml").read_text()
@@ -414,8 +414,8 @@ def test_zero_shot_class_halves_are_drawn_per_split_seed(tmp_path):
 def test_benchmark_configs_train_table5_sized_heads():
     "Frozen ViT-S and MiniLM, the code's 512-d widths: 4.97 M trainable parameters, all in the two FGEs (Table 5: 7.7-10.2 M)"
     for ds in ("pascal_sentence", "wikipedia"):
-        args = yaml.safe_load((REPO / "configs" / f"fgan_{ds}.yaml").read_text())["method_args"]
-        m = create_method("fgan", _Pairs(), **{**args, "pretrained": False})
+        cfg = yaml.safe_load((REPO / "configs" / f"fgan_{ds}.yaml").read_text())
+        m = create_method("fgan", _Pairs(), **{**cfg["model"], **cfg["method_args"]["fgan"], "pretrained": False})
         train = {n: p.numel() for n, p in m.named_parameters() if p.requires_grad}
         assert {n.split(".")[0] for n in train} == {"fge_v", "fge_t"}
         assert 4.9e6 < sum(train.values()) < 5.1e6
