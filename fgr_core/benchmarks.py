@@ -17,7 +17,7 @@ from .data import DATASETS, ImageDataset
 
 # %% auto #0
 __all__ = ['COMPCARS_VIEWS', 'COMPCARS_LISTS', 'DatasetFormatError', 'cub200', 'cars196', 'sop', 'inshop', 'CompCarsDataset',
-           'compcars', 'ComposedDataset', 'fashioniq', 'shoes', 'fashion200k', 'fashion200k_triplets',
+           'compcars', 'ComposedDataset', 'fashioniq', 'shoes', 'fashion200k', 'fashion200k_triplets', 'zs_class_half',
            'pascal_sentence', 'wikipedia']
 
 # %% ../nbs/01b_benchmarks.ipynb #1a81e00d
@@ -468,23 +468,29 @@ def fashion200k_triplets(
                            exclude=[set(torch.nonzero(lab == lab[a]).view(-1).tolist()) for a, _ in pairs] if exclude == "caption" else None)
 
 # %% ../nbs/01b_benchmarks.ipynb #84f24566
-_ZS_SPLITS = {"train": ("train", None), "test": ("test", None), "all": ("all", None),   # (class half, official split)
+_ZS_SPLITS = {"train": ("train", None), "test": ("test", None), "all": ("all", None),   # (class half, split of the pairs)
               "zs_train": ("train", "train"), "zs_query": ("test", "test"), "zs_support": ("test", "train")}
+
+def zs_class_half(n:int, half:str, split_seed:int|None=None)->list[int]: # class indices in increasing order
+    "Seen ('train'), unseen ('test') or 'all' classes of `n`: a random half drawn by `split_seed` (FGAN's `--dataset_seed`); None: the first half seen"
+    check_choice("half", half, ["train", "test", "all"])
+    order = list(range(n)) if split_seed is None else np.random.RandomState(split_seed).permutation(n).tolist()
+    return sorted({"train": order[:n // 2], "test": order[n // 2:], "all": order}[half])
 
 @DATASETS.register
 def pascal_sentence(
     split:str="train",            # "zs_train" / "zs_query" / "zs_support" (ZS-CMR protocol) or "train" / "test" / "all"
     root:str|Path|None=None,      # folder holding dataset/ and sentence/
     transform:Callable|None=None, # default `test_transform(224)`
-    split_seed:int=0,             # seed of the fixed per-category 80/20 train/test split of the pairs
+    split_seed:int|None=None,     # seed of the class halves and the per-category 80/20 pair split; None: first half seen, pairs seed 0
 )->ImageDataset:
     "Pascal Sentence (Rashtchian et al. 2010): 20 categories x 50 images, 5 sentences each (joined)"
     check_choice("split", split, list(_ZS_SPLITS))
-    half, official = _ZS_SPLITS[split]
+    half, pairs = _ZS_SPLITS[split]
     base = _base(root, "pascal_sentence", "dataset")
     cats = sorted(p.name for p in (base / "dataset").iterdir() if p.is_dir())
     if not cats: _bad(base / "dataset", "pascal_sentence", None, "no category folders")
-    h = len(cats) // 2; keep = {"train": cats[:h], "test": cats[h:], "all": cats}[half]
+    keep = [cats[i] for i in zs_class_half(len(cats), half, split_seed)]
     paths, labels, texts = [], [], []
     for c, cat in enumerate(keep):
         caps = sorted((base / "sentence" / cat).glob("*.txt"))
@@ -492,9 +498,9 @@ def pascal_sentence(
                         base / "sentence" / cat)
         imgs = sorted((base / "dataset" / cat).glob("*.jpg"))
         n_test = max(1, round(0.2 * len(imgs))) if len(imgs) > 1 else 0
-        test = set(np.random.RandomState(split_seed).permutation(len(imgs))[:n_test].tolist())
+        test = set(np.random.RandomState(split_seed or 0).permutation(len(imgs))[:n_test].tolist())
         for i, p in enumerate(imgs):
-            if official is not None and (i in test) != (official == "test"): continue
+            if pairs is not None and (i in test) != (pairs == "test"): continue
             t = _need(base / "sentence" / cat / f"{p.stem}.txt", "pascal_sentence").read_text(encoding="utf-8", errors="replace")
             lines = [l.strip() for l in t.splitlines() if l.strip()]
             if not lines: _bad(base / "sentence" / cat / f"{p.stem}.txt", "pascal_sentence", None, "no sentences")
@@ -507,10 +513,11 @@ def wikipedia(
     root:str|Path|None=None,      # folder holding the .list files, images/ and texts/
     transform:Callable|None=None, # default `test_transform(224)`
     protocol:str="zero_shot",     # "zero_shot" (class split) or "standard" (trainset/testset lists, all 10 classes)
+    split_seed:int|None=None,     # seed of the class halves (`zs_class_half`); None: category ids 1-5 seen
 )->ImageDataset:
     "Wikipedia image-text dataset (Rasiwasia et al. 2010): 2,866 pairs, 10 categories"
     check_choice("protocol", protocol, ["zero_shot", "standard"]); check_choice("split", split, list(_ZS_SPLITS))
-    half, official = _ZS_SPLITS[split]
+    half, pairs = _ZS_SPLITS[split]
     if protocol == "standard" and split.startswith("zs_"):
         raise ValueError(f"split={split!r} is a zero-shot split; with protocol='standard' use 'train', 'test' or 'all'")
     base = _base(root, "wikipedia", "trainset_txt_img_cat.list")
@@ -520,12 +527,12 @@ def wikipedia(
     cats = [r[0] for r in _read_rows(base / "categories.list", "wikipedia", 1)]
     lists = {"train": ["trainset_txt_img_cat.list"], "test": ["testset_txt_img_cat.list"]}
     if protocol == "standard": files = lists[split] if split != "all" else lists["train"] + lists["test"]
-    else: files = lists[official] if official else lists["train"] + lists["test"]
+    else: files = lists[pairs] if pairs else lists["train"] + lists["test"]
     rows = []
     for f in files:
         rows += [(_name(r[0], base / f, r.line), _name(r[1], base / f, r.line), _int(r[2], base / f, "wikipedia", r.line, 1, len(cats)), f)
                  for r in _read_rows(base / f, "wikipedia", 3)]
-    keep = range(1, len(cats) + 1) if protocol == "standard" else _split_range(half, len(cats))
+    keep = list(range(1, len(cats) + 1)) if protocol == "standard" else [i + 1 for i in zs_class_half(len(cats), half, split_seed)]
     rows = [r for r in rows if r[2] in keep]
     paths = [base / "images" / cats[c - 1] / f"{iid}.jpg" for _, iid, c, _ in rows]
     _missing_images(paths, [f"{f}: {iid}" for _, iid, _, f in rows], "wikipedia", base / "images")
@@ -533,5 +540,5 @@ def wikipedia(
         raw = _need(base / "texts" / f"{tid}.xml", "wikipedia").read_text(encoding="utf-8", errors="replace")
         m = re.search(r"<text>(.*?)</text>", raw, re.S)
         return " ".join((m.group(1) if m else re.sub(r"<[^>]+>", " ", raw)).split())
-    return ImageDataset(paths, [c - keep.start for _, _, c, _ in rows], [cats[c - 1] for c in keep], transform,
+    return ImageDataset(paths, [keep.index(c) for _, _, c, _ in rows], [cats[c - 1] for c in keep], transform,
                         texts=[_text(t) for t, *_ in rows])

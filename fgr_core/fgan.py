@@ -5,6 +5,7 @@
 # %% ../nbs/14_fgan.ipynb #d1d8703d
 from __future__ import annotations
 import dataclasses
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import check_choice, check_range
-from .backbones import create_image_backbone, create_text_encoder, imagenet_soft_labels, masked_mean
+from .backbones import create_image_backbone, create_text_encoder, imagenet_soft_labels, masked_mean, memoised_rows, tensor_key
 from .divergences import gaussian_kl, symmetric_kl_similarity
 from .metrics import map_all, precision_at_k, queries_with_support
 from .topk import TopKRegionEmbedding, hard_topk_indicators, select_regions
@@ -54,20 +55,24 @@ def gap_regions(
 
 # %% ../nbs/14_fgan.ipynb #10b323bd
 class LabelDistributionVAE(nn.Module):
-    "`g = softmax(zeta(A_E(r_hat)))` with a VAE encoder/decoder around it (Eq. 11, 20, 22 of FGAN)"
+    "`g = softmax(zeta(A_E(r_hat)))` with a VAE encoder/decoder around it (Eq. 11, 20, 22 of FGAN; or the authors' code)"
     def __init__(self,
                  in_dim:int,              # width of the pooled feature r-hat
                  latent_dim:int=64,       # z width
                  hidden_dim:int=256,      # hidden width of A_E and A_D
                  num_labels:int=1000,     # label space (ImageNet-1k)
                  variational:bool=True,   # False: a single linear layer (Table 4 ablation)
+                 reference:str="paper",   # "paper": g from a sampled z, A_D(g); "code": g from the posterior mean, A_D(z)
                 ):
         super().__init__()
-        self.variational = variational
+        check_choice("reference", reference, ["paper", "code"])
+        self.variational, self.reference = variational, reference
         if not variational: self.zeta = nn.Linear(in_dim, num_labels); return
-        self.encoder = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2 * latent_dim))  # A_E
-        self.zeta = nn.Linear(latent_dim, num_labels)                                                                # zeta
-        self.decoder = nn.Sequential(nn.Linear(num_labels, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, in_dim))     # A_D
+        mlp = lambda i, o: (nn.Sequential(nn.Linear(i, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, o)) if reference == "paper" else
+                            nn.Sequential(nn.Linear(i, hidden_dim), nn.LayerNorm(hidden_dim), nn.LeakyReLU(), nn.Linear(hidden_dim, o)))
+        self.encoder = mlp(in_dim, 2 * latent_dim)                                                 # A_E
+        self.zeta = nn.Linear(latent_dim, num_labels)                                              # zeta
+        self.decoder = mlp(num_labels if reference == "paper" else latent_dim, in_dim)             # A_D
 
     def forward(self,
                 r_hat:Tensor,                          # (B, in_dim) pooled features
@@ -81,6 +86,8 @@ class LabelDistributionVAE(nn.Module):
         if self.training:
             eps = torch.randn(mu.shape, generator=generator, device=generator.device if generator is not None else mu.device).to(mu)
             z = mu + (0.5 * logvar).exp() * eps                        # reparameterisation
+        if self.reference == "code":                                   # logits of the mean, decoder of the sample
+            return {"log_g": self.zeta(mu).log_softmax(-1), "mu": mu, "logvar": logvar, "recon": self.decoder(z)}
         log_g = self.zeta(z).log_softmax(-1)                           # log g, Eq. 11 / 20
         return {"log_g": log_g, "mu": mu, "logvar": logvar, "recon": self.decoder(log_g.exp())}   # A_D(g), Eq. 22
 
@@ -100,15 +107,18 @@ class FineGrainedEncoder(nn.Module):
                  hidden_dim:int=256,      # VAE hidden width
                  num_labels:int=1000,     # label space
                  variational:bool=True,   # VAE (paper) or a linear layer (ablation)
+                 reference:str="paper",   # "paper" or "code": region pooling, eval top-K and VAE as the authors' code
+                 eval_samples:int=1000,   # reference "code": noise draws of the perturbed top-K in eval mode
                 ):
         super().__init__()
         check_choice("region", region, ["topk", "gap", "random"]); check_range("ratio", ratio, 0, 1, open_lo=True)
         self.region, self.num_regions = region, num_regions
-        if region == "topk": self.re = TopKRegionEmbedding(dim, out_dim, float(ratio), num_regions, heads, sigma, n_samples)
+        if region == "topk": self.re = TopKRegionEmbedding(dim, out_dim, float(ratio), num_regions, heads, sigma, n_samples,
+                                                         reference, eval_samples)
         self.k = max(1, round(ratio * num_regions))
         if region == "random": self.W_r = nn.Linear(self.k * dim, out_dim)
         if region == "gap": self.W_r = nn.Linear(dim, out_dim)
-        self.ld = LabelDistributionVAE(dim, latent_dim, hidden_dim, num_labels, variational)
+        self.ld = LabelDistributionVAE(dim, latent_dim, hidden_dim, num_labels, variational, reference)
 
 # %% ../nbs/14_fgan.ipynb #6a53770a
 @patch
@@ -211,19 +221,21 @@ def fgcl_loss(
     m2:float=0.5,                      # A-P-S margin
     alpha:float=0.1,                   # weight of L_APS
     strategy:str="selective",          # "selective" or "all" (Table 4 ablation)
-    anchors:str="image",               # "image" (Eq. 15/17) or "both" (text anchors too, ours)
+    anchors:str="image",               # reference "paper": "image" (Eq. 15/17) or "both" (text anchors too, ours)
+    reference:str="paper",             # "code": 0.5 image anchors + 0.5 text anchors, L_APS / anchors with a semi-positive
 )->dict[str, Tensor]:                  # {"fgcl", "apn", "aps"} 0-dim
-    "Cross-modal selective triplet loss `L_APN + alpha L_APS` (Eq. 12-18 of FGAN)"
-    check_choice("anchors", anchors, ["image", "both"])
+    "Cross-modal selective triplet loss `L_APN + alpha L_APS` (Eq. 12-18 of FGAN, or the authors' code)"
+    check_choice("anchors", anchors, ["image", "both"]); check_choice("reference", reference, ["paper", "code"])
     if x_v.shape != x_t.shape or x_v.dim() != 2 or len(labels) != len(x_v):
         raise ValueError(f"expected x_v, x_t (M, d_x) and labels (M,), got {tuple(x_v.shape)}, {tuple(x_t.shape)}, "
                          f"{tuple(torch.as_tensor(labels).shape)}")
     _, semi, neg = relation_masks(torch.as_tensor(labels, device=x_v.device), captions)
     D = cosine_distance(x_v, x_t)                                      # (M, M), D[i, j] = dist(x^v_i, x^t_j)
     apn = aps = 0.
-    for d in (D, D.T)[:1 if anchors == "image" else 2]:                # image anchors (then text anchors)
+    w, aps_red = (0.5, "mean") if reference == "code" else (1., "anchors")
+    for d in (D, D.T)[:1 if anchors == "image" and reference == "paper" else 2]:   # image anchors (then text anchors)
         t = select_fgcl_triplets(d, semi, neg, strategy)               # both relations are symmetric
-        apn = apn + triplet_hinge(d, t["apn"], m1); aps = aps + triplet_hinge(d, t["aps"], m2)
+        apn = apn + w * triplet_hinge(d, t["apn"], m1); aps = aps + w * triplet_hinge(d, t["aps"], m2, aps_red)
     return {"fgcl": apn + alpha * aps, "apn": apn, "aps": aps}         # Eq. 18
 
 # %% ../nbs/14_fgan.ipynb #8c9dd26c
@@ -299,13 +311,15 @@ def vae_loss(
     mu:Tensor,                 # (B, Z) posterior means
     logvar:Tensor,             # (B, Z) posterior log-variances
     detach_target:bool=False,  # stop the gradient at r_hat (ours; the paper does not)
+    reference:str="paper",     # "paper": L2 norm per item (Eq. 22); "code": mean squared error over items and dimensions
 )->tuple[Tensor, Tensor]:      # recon term, KL term: 0-dim batch means
     "One modality's VAE terms: `||A_D(g) - r_hat||_2` and `KL(q(z|r_hat) || N(0, I))` (Eq. 22-23 of FGAN)"
+    check_choice("reference", reference, ["paper", "code"])
     if recon.shape != r_hat.shape:
         raise ValueError(f"recon and r_hat must have the same shape (B, D), "
                          f"got {tuple(recon.shape)} and {tuple(r_hat.shape)}")
     target = r_hat.detach() if detach_target else r_hat
-    rec = (recon - target).norm(dim=-1).mean()                         # Eq. 22
+    rec = (recon - target).norm(dim=-1).mean() if reference == "paper" else F.mse_loss(recon, target)   # Eq. 22 / code
     return rec, gaussian_kl(mu, logvar)                                # Eq. 23
 
 # %% ../nbs/14_fgan.ipynb #af71b788
@@ -332,15 +346,20 @@ def fgla_loss(
     out_t:dict,      # text `FineGrainedEncoder` output
     tau:Tensor,      # (B, L) pseudo labels of the images
     detach_target:bool=False,  # stop the reconstruction gradient at r_hat (ours)
-)->dict[str, Tensor]: # {"fgla", "vae", "align", "recon_v", "recon_t", "kl_v", "kl_t", "align_v", "align_t"}
-    "FGLA loss `L_VAE + L_align` (Eq. 21-27 of FGAN); the VAE terms are 0 for the linear ablation"
+    reference:str="paper",     # "code": MSE reconstruction and L_align / 2 (the four KL terms / 4)
+    kl_weight:float|None=None, # weight of the KL terms; None: the reference's (paper 1, code 1e-4)
+)->dict[str, Tensor]: # {"fgla", "vae", "align", "recon_v", "recon_t", "kl_v", "kl_t" (unweighted), "align_v", "align_t"}
+    "FGLA loss `L_VAE + L_align` (Eq. 21-27 of FGAN, or the authors' code); the VAE terms are 0 for the linear ablation"
+    check_choice("reference", reference, ["paper", "code"])
+    kl_weight = (1. if reference == "paper" else 1e-4) if kl_weight is None else kl_weight
     al = alignment_loss(tau, out_v["log_g"], out_t["log_g"])          # Eq. 24-26
+    if reference == "code": al = {k: v / 2 for k, v in al.items()}
     terms = {}
     for m, o in (("v", out_v), ("t", out_t)):
         zero = o["log_g"].sum() * 0
-        terms[f"recon_{m}"], terms[f"kl_{m}"] = (vae_loss(o["recon"], o["r_hat"], o["mu"], o["logvar"], detach_target)
+        terms[f"recon_{m}"], terms[f"kl_{m}"] = (vae_loss(o["recon"], o["r_hat"], o["mu"], o["logvar"], detach_target, reference)
                                                  if "mu" in o else (zero, zero))
-    vae = terms["recon_v"] + terms["recon_t"] + terms["kl_v"] + terms["kl_t"]   # Eq. 21
+    vae = terms["recon_v"] + terms["recon_t"] + kl_weight * (terms["kl_v"] + terms["kl_t"])   # Eq. 21
     return {"fgla": vae + al["align"], "vae": vae, **al, **terms}               # Eq. 27
 
 # %% ../nbs/14_fgan.ipynb #47d619b4
@@ -403,7 +422,11 @@ class FGANConfig(CrossModalConfig):
     text_region:str|None=None        # region scheme of the text FGE; None: `region`
     variational:bool=True            # VAE or linear label head (Table 4)
     triplets:str="selective"         # "selective" or "all" (Table 4)
-    anchors:str="image"              # FGCL anchors: "image" (Eq. 15/17) or "both" (text anchors too, ours)
+    anchors:str="image"              # reference "paper": FGCL anchors "image" (Eq. 15/17) or "both" (text anchors too, ours)
+    reference:str="paper"            # "paper" (the equations) or "code" (ShipingGe/FGAN; the table in nbs/14_fgan.ipynb)
+    kl_weight:float|None=None        # weight of the VAE's KL terms; None: the reference's (paper 1, code 1e-4)
+    eval_samples:int=1000            # reference "code": noise draws of the perturbed top-K kept at test time
+    train_image:bool=True            # False: freeze the whole image backbone (any timm model, ViT included)
     semi_positive:str="paper"        # "paper" (i != j, same class) or "different_caption" (ours)
     region_loss:str="triplet"        # "triplet" (FGCL), "pairwise" or "classification" (Table 4)
     num_classes:int=0                # seen classes of region_loss="classification"; 0: the training set's
@@ -421,17 +444,20 @@ class FGANConfig(CrossModalConfig):
         check_choice("pseudo_labels", self.pseudo_labels, ["soft", "onehot", "random"])
         for f in ("image_region", "text_region"):
             if getattr(self, f) is not None: check_choice(f, getattr(self, f), ["topk", "gap", "random"])
-        check_choice("anchors", self.anchors, ["image", "both"])
+        check_choice("anchors", self.anchors, ["image", "both"]); check_choice("reference", self.reference, ["paper", "code"])
+        if self.kl_weight is not None: check_range("kl_weight", self.kl_weight, 0)
         check_choice("semi_positive", self.semi_positive, ["paper", "different_caption"])
         check_choice("region_loss", self.region_loss, ["triplet", "pairwise", "classification"])
         check_choice("label_space", self.label_space, ["imagenet", "word_embedding"])
         check_range("num_classes", self.num_classes, 0)
         for f in ("image_ratio", "text_ratio"): check_range(f, getattr(self, f), 0, 1, open_lo=True)
         for f in ("m1", "m2", "alpha", "mu", "sigma"): check_range(f, getattr(self, f), 0)
-        for f in ("max_words", "embed_dim", "heads", "n_samples", "latent_dim", "hidden_dim", "image_size", "pseudo_size"): check_range(f, getattr(self, f), 1)
+        for f in ("max_words", "embed_dim", "heads", "n_samples", "latent_dim", "hidden_dim", "image_size", "pseudo_size", "eval_samples"): check_range(f, getattr(self, f), 1)
         if not (self.use_fgcl or self.use_fgla): raise ValueError("use_fgcl and use_fgla cannot both be False: nothing would be trained")
 
 # %% ../nbs/14_fgan.ipynb #9243adcc
+_FROZEN_MEMO:dict = {}   # outputs of frozen parts by exact input, shared by every FGAN of the process (keys name the weights)
+
 class FGAN(Method):
     "FGAN (Ge et al. 2025): FGEs for images and texts, FGCL + mu FGLA (Eq. 28), joint retrieval (Eq. 29)"
     def __init__(self,
@@ -441,7 +467,10 @@ class FGAN(Method):
                 ):
         super().__init__()
         self.config = c = config or FGANConfig()
-        self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **c.image_kwargs)
+        kw = dict(c.image_kwargs)
+        if kw.get("memo") is True: kw["memo"] = _FROZEN_MEMO.setdefault("image", {})   # keyed by the frozen weights too
+        self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **kw)
+        if not c.train_image: self.image.requires_grad_(False).eval()                  # frozen (Table 5)
         self.text = c.make_text_encoder(texts)
         with torch.no_grad(): self.image_grid = tuple(self._image_map(torch.zeros(1, 3, c.image_size, c.image_size)).shape[-2:])
         n_v, d_v, d_t = self.image_grid[0] * self.image_grid[1], self.image.num_features, self.text.num_features
@@ -453,7 +482,8 @@ class FGAN(Method):
             self.register_buffer("label_targets", word_embedding_targets(words, class_names))   # (C, D_w)
         n_labels = self.label_targets.shape[1] if c.label_space == "word_embedding" else 1000
         kw = dict(out_dim=c.embed_dim, heads=c.heads, sigma=c.sigma, n_samples=c.n_samples, latent_dim=c.latent_dim,
-                  hidden_dim=c.hidden_dim, num_labels=n_labels, variational=c.variational)
+                  hidden_dim=c.hidden_dim, num_labels=n_labels, variational=c.variational,
+                  reference=c.reference, eval_samples=c.eval_samples)
         self.fge_v = FineGrainedEncoder(d_v, n_v, ratio=c.image_ratio, region=c.image_region or c.region, **kw)
         self.fge_t = FineGrainedEncoder(d_t, 1 + c.max_words, ratio=c.text_ratio, region=c.text_region or c.region,
                                         **kw)
@@ -463,6 +493,16 @@ class FGAN(Method):
                 raise ValueError(f"region_loss='classification' needs num_classes >= 2 (or class_names), got {n_cls}")
             self.classifier = nn.Linear(c.embed_dim, n_cls)                                           # seen classes
         self.pseudo_table = None
+        self._bind_memos()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._bind_memos())   # new weights, new keys
+
+    def _bind_memos(self):
+        "Memos of the frozen text regions (by caption) and pseudo labels (by image), shared across seeds and runs"
+        c, w = self.config, self.text.state_dict()
+        key = None if c.train_text else tensor_key(torch.cat([w[k].detach().float().flatten() for k in sorted(w)]),
+                                                   f"text|{c.text_encoder}|{c.max_words}|")
+        self._memo = {"text": {} if key is None else _FROZEN_MEMO.setdefault(key, {}),
+                      "pseudo": _FROZEN_MEMO.setdefault("pseudo", {})}   # the classifier is fixed; keys hold the size
 
     def _image_map(self, images:Tensor)->Tensor: # (B, C, h', w') feature map (or tokens for transformers)
         f = self.image.forward_features(images)
@@ -476,16 +516,33 @@ class FGAN(Method):
 def encode_images(self:FGAN, images:Tensor, generator:torch.Generator|None=None)->dict: # FGE outputs, x (B, d_x), log_g (B, 1000), ...
     "Image FGE: backbone regions (Eq. 1) -> region embedding and label distribution"
     if images.dim() != 4: raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
-    return self.fge_v(self.image(images)[1], None, generator)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_image):
+        regions = self.image(images)[1]                                   # (B, h'w', D)
+    return self.fge_v(regions, None, generator)
 
 @patch
 def encode_texts(self:FGAN, texts:Sequence[str], generator:torch.Generator|None=None)->dict: # FGE outputs, x (B, d_x), log_g (B, 1000), mask (B, 1 + max_words)
     "Text FGE: `[t'_0, words]` regions (Eq. 2) -> region embedding and label distribution"
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts): raise ValueError(f"texts: expected a list of strings, got {type(texts).__name__}")
     dev = next(self.fge_t.parameters()).device
-    with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_text):
+    if self.config.train_text:
         X, mask = text_regions(self.text, texts, self.config.max_words)
+    else:                                                                 # frozen: each caption encoded once
+        memo = self._memo["text"]
+        new = [t for t in dict.fromkeys(texts) if t not in memo]
+        if new:
+            with torch.no_grad(): Xn, mn = text_regions(self.text, new, self.config.max_words)
+            memo.update(zip(new, zip(Xn.cpu(), mn.cpu())))
+        X, mask = (torch.stack(r) for r in zip(*(memo[t] for t in texts)))
     return {**self.fge_t(X.to(dev), mask.to(dev), generator), "mask": mask.to(dev)}
+
+@patch
+def train(self:FGAN, mode:bool=True):
+    "Train mode for the trainable parts; frozen base encoders stay in eval mode (no dropout, fixed statistics)"
+    nn.Module.train(self, mode)
+    if not self.config.train_image: self.image.eval()
+    if not self.config.train_text: self.text.eval()
+    return self
 
 # %% ../nbs/14_fgan.ipynb #ff36f03f
 @patch
@@ -504,7 +561,8 @@ def pseudo_labels_of(self:FGAN, batch:dict)->Tensor: # (B, L) targets of the lab
     if c.pseudo_labels == "random": return random_pseudo_labels(batch["index"], c.seed).to(img)   # drawn once per item
     if "pseudo_label" in batch: tau = batch["pseudo_label"].to(img)
     elif self.pseudo_table is not None: tau = self.pseudo_table[torch.as_tensor(batch["index"]).long().cpu()].to(img)
-    else: tau = pseudo_soft_labels(img, "soft", size=c.pseudo_size)
+    else: tau = memoised_rows(lambda x: pseudo_soft_labels(x, "soft", size=c.pseudo_size), img, self._memo["pseudo"],
+                              f"pseudo|{c.pseudo_size}|")                 # the fixed classifier runs once per image
     return F.one_hot(tau.argmax(-1), tau.shape[-1]).to(tau) if c.pseudo_labels == "onehot" else tau
 
 # %% ../nbs/14_fgan.ipynb #42052622
@@ -520,12 +578,24 @@ def training_step(self:FGAN, batch:dict)->dict[str, Tensor]:
     elif c.region_loss == "pairwise": fgcl = pairwise_loss(ov["x"], ot["x"], y, c.m1, c.m2, c.alpha)
     elif c.region_loss == "classification": fgcl = classification_loss(ov["x"], ot["x"], y, self.classifier)
     else: fgcl = fgcl_loss(ov["x"], ot["x"], y, texts if c.semi_positive == "different_caption" else None,
-                           c.m1, c.m2, c.alpha, c.triplets, c.anchors)                          # Eq. 12-18
-    fgla = (fgla_loss(ov, ot, self.pseudo_labels_of(batch), c.detach_recon_target) if c.use_fgla
-            else {"fgla": zero, "vae": zero, "align": zero})
+                           c.m1, c.m2, c.alpha, c.triplets, c.anchors, c.reference)             # Eq. 12-18
+    fgla = (fgla_loss(ov, ot, self.pseudo_labels_of(batch), c.detach_recon_target, c.reference, c.kl_weight) if c.use_fgla
+            else {"fgla": zero, "vae": zero, "align": zero, "kl_v": zero, "kl_t": zero})
     loss = fgcl["fgcl"] + c.mu * fgla["fgla"]                           # Eq. 28
     if not c.use_fgla: loss = loss + (ov["log_g"].sum() + ot["log_g"].sum()) * 0   # keep the unused heads in the graph
-    return {"loss": loss, **fgcl, **{k: fgla[k] for k in ("fgla", "vae", "align")}}
+    return {"loss": loss, **fgcl, **{k: fgla[k] for k in ("fgla", "vae", "align")}, "kl": fgla["kl_v"] + fgla["kl_t"]}
+
+@patch
+def chance_levels(self:FGAN)->dict[str, float]: # {term of `training_step`: its value when nothing is learned}
+    "Chance level of FGAN's classification-like terms: 2 ln C for Table 4's classification loss (summed over the two"
+    "modalities); for FGCL's A-P-N hinge, m_1 per anchor set (equal distances leave every hinge at its margin)"
+    c = self.config
+    if not c.use_fgcl: return {}
+    if c.region_loss == "classification":
+        ce = 2 * math.log(self.classifier.out_features)
+        return {"fgcl": ce, "apn": ce}
+    if c.region_loss != "triplet": return {}
+    return {"apn": c.m1 * (2 if c.reference == "paper" and c.anchors == "both" else 1)}
 
 @patch
 def embed(self:FGAN, batch:dict)->Tensor: # (B, d_x) L2-normalised image region embeddings
@@ -536,7 +606,8 @@ def embed(self:FGAN, batch:dict)->Tensor: # (B, d_x) L2-normalised image region 
 @patch
 def pair_features(self:FGAN, batch:dict)->dict[str, Tensor]: # x_v, x_t (B, d_x), g_v, g_t (B, 1000), s_v, s_t (scores)
     "FGE outputs of a batch of image-text pairs, both modalities (call in eval mode, e.g. through `embed_dataset`)"
-    ov, ot = self.encode_images(batch["image"]), self.encode_texts(list(batch["text"]))
+    g = torch.Generator().manual_seed(self.config.seed)                # reference "code": the eval-mode top-K is perturbed
+    ov, ot = self.encode_images(batch["image"], g), self.encode_texts(list(batch["text"]), g)
     out = {"x_v": ov["x"], "x_t": ot["x"], "g_v": ov["log_g"].exp(), "g_t": ot["log_g"].exp()}
     if "scores" in ov: out["s_v"] = ov["scores"]                      # no scores where regions are pooled (GAP)
     if "scores" in ot: out["s_t"] = ot["scores"]

@@ -50,14 +50,14 @@ def _count_indicators(idx:Tensor, n:int, dtype)->Tensor: # idx (B, S, k) -> (B, 
     return Y.div_(S)
 
 class PerturbedTopK(torch.autograd.Function):
-    "Eq. 7 forward (mean of perturbed top-k indicators) and Eq. 8 backward of FGAN, by indices"
+    "Eq. 7 forward (mean of perturbed top-k indicators) and Eq. 8 backward of FGAN, by indices; `diagonal`: only dY[j, n]/ds[n] (authors' code)"
     @staticmethod
-    def forward(ctx, scores:Tensor, k:int, sigma:float, n_samples:int, generator):
+    def forward(ctx, scores:Tensor, k:int, sigma:float, n_samples:int, generator, diagonal:bool=False):
         B, N = scores.shape
         gdev = generator.device if generator is not None else scores.device
         Z = torch.randn(B, n_samples, N, generator=generator, device=gdev, dtype=scores.dtype).to(scores.device)  # (B, S, N)
         idx = _topk_sorted(scores.detach().unsqueeze(1) + sigma * Z, k)               # (B, S, k)
-        ctx.save_for_backward(Z, idx); ctx.sigma = sigma
+        ctx.save_for_backward(Z, idx); ctx.sigma, ctx.diagonal = sigma, diagonal
         return _count_indicators(idx, N, scores.dtype)                                # (B, k, N), Eq. 7
 
     @staticmethod
@@ -65,9 +65,12 @@ class PerturbedTopK(torch.autograd.Function):
     def backward(ctx, G:Tensor):                                                      # G: (B, k, N)
         Z, idx = ctx.saved_tensors
         S = Z.shape[1]
-        w = G.gather(2, idx.transpose(1, 2)).sum(1)                                   # <G, Y*_j>: (B, S)
-        grad = torch.einsum("bs,bsn->bn", w, Z) / (S * ctx.sigma)                     # Eq. 8 contracted with G
-        return grad, None, None, None, None
+        Gi = G.gather(2, idx.transpose(1, 2)).transpose(1, 2)                         # G[b, j, idx[b, s, j]]: (B, S, k)
+        if ctx.diagonal:                                                              # sum_j G[j, n] E[Y_jn Z_n] / sigma
+            grad = torch.zeros_like(Z[:, 0]).scatter_add_(1, idx.flatten(1), (Gi * Z.gather(2, idx)).flatten(1))
+            return grad / (S * ctx.sigma), None, None, None, None, None
+        grad = torch.einsum("bs,bsn->bn", Gi.sum(2), Z) / (S * ctx.sigma)             # Eq. 8 contracted with G
+        return grad, None, None, None, None, None
 
 # %% ../nbs/07_topk.ipynb #6d9beffa
 def hard_topk_indicators(
@@ -85,13 +88,14 @@ def perturbed_topk(
     n_samples:int=500,                     # Monte Carlo noise draws S
     generator:torch.Generator|None=None,   # source of the noise, for reproducible draws
     hard:bool=False,                       # exact hard top-k (use in eval mode)
+    diagonal:bool=False,                   # backward keeps only the diagonal of Eq. 8 (the authors' code)
 )->Tensor:                                 # (B, k, N) indicators; each row sums to 1
     "Differentiable top-`k` by perturbed maximum: Eq. 7 forward, Eq. 8 backward of FGAN"
     if scores.dim() != 2: raise ValueError(f"expected scores (B, N), got shape {tuple(scores.shape)}")
     if not (isinstance(k, int) and 1 <= k <= scores.shape[1]): raise ValueError(f"k must be an int in [1, N={scores.shape[1]}], got {k!r}")
     check_range("sigma", sigma, 0); check_range("n_samples", n_samples, 1)
     if hard or sigma == 0: return hard_topk_indicators(scores, k)
-    return PerturbedTopK.apply(scores, k, float(sigma), int(n_samples), generator)
+    return PerturbedTopK.apply(scores, k, float(sigma), int(n_samples), generator, bool(diagonal))
 
 # %% ../nbs/07_topk.ipynb #249a15b5
 def select_regions(
@@ -105,7 +109,7 @@ def select_regions(
 
 # %% ../nbs/07_topk.ipynb #b7538209
 class TopKRegionEmbedding(nn.Module):
-    "FGAN region embedding: scorer, perturbed top-K (hard in eval), concat + `W_r` (Eq. 3-9 of FGAN)"
+    "FGAN region embedding: scorer, perturbed top-K, pooled picks -> `W_r` (Eq. 3-9 of FGAN; `reference` paper or authors' code)"
     def __init__(self,
                  dim:int,                      # region width d
                  out_dim:int,                  # embedding width d_x
@@ -114,16 +118,23 @@ class TopKRegionEmbedding(nn.Module):
                  heads:int=4,                  # attention heads of the scorer
                  sigma:float=0.05,             # perturbation scale of Eq. 7
                  n_samples:int=500,            # noise draws S
+                 reference:str="paper",        # "paper": concat + W_r, hard top-K in eval, full Eq. 8; "code": the authors'
+                 eval_samples:int=1000,        # reference "code": noise draws of the perturbed top-K kept in eval mode
                 ):
         super().__init__()
         if isinstance(k, float):
             check_range("k (ratio)", k, 0, 1, open_lo=True)
             if num_regions is None: raise ValueError("k given as a ratio needs num_regions=N")
-            k = max(1, round(k * num_regions))
+            ratio, k = k, max(1, (int if reference == "code" else round)(k * num_regions))   # the code floors K
+        else: ratio = k / num_regions if num_regions else None
         if not isinstance(k, int) or k < 1: raise ValueError(f"k must be a positive int or a ratio in (0, 1], got {k!r}")
+        if reference not in ("paper", "code"): raise ValueError(f"reference: expected 'paper' or 'code', got {reference!r}")
+        if reference == "code" and num_regions is None: raise ValueError("reference='code' divides by the ratio K/N: give num_regions")
         self.k, self.num_regions, self.sigma, self.n_samples = k, num_regions, sigma, n_samples
+        self.reference, self.eval_samples, self.ratio = reference, eval_samples, ratio
         self.scorer = SaliencyScorer(dim, heads)
-        self.W_r = nn.Linear(k * dim, out_dim)
+        self.W_r = nn.Linear(k * dim if reference == "paper" else dim, out_dim)
+        self.norm = nn.LayerNorm(out_dim) if reference == "code" else nn.Identity()
 
     def forward(self,
                 X:Tensor,                              # (B, N, D) regions
@@ -133,5 +144,10 @@ class TopKRegionEmbedding(nn.Module):
         if self.num_regions is not None and X.shape[1] != self.num_regions:
             raise ValueError(f"expected {self.num_regions} regions, got X of shape {tuple(X.shape)}")
         eps = self.scorer(X, mask)                                                               # (B, N), Eq. 5
-        Y = perturbed_topk(eps, self.k, self.sigma, self.n_samples, generator, hard=not self.training)  # (B, k, N)
-        return self.W_r(select_regions(X, Y)), Y, eps                                           # Eq. 9
+        if self.reference == "paper":
+            Y = perturbed_topk(eps, self.k, self.sigma, self.n_samples, generator, hard=not self.training)  # (B, k, N)
+            return self.W_r(select_regions(X, Y)), Y, eps                                       # Eq. 9
+        S = self.n_samples if self.training else self.eval_samples                              # perturbed in eval too
+        Y = perturbed_topk(eps, self.k, self.sigma, S, generator, diagonal=True)
+        pooled = torch.bmm(Y.sum(1, keepdim=True).to(X.dtype), X).squeeze(1) / self.ratio           # sum / ratio
+        return self.norm(self.W_r(pooled)), Y, eps
