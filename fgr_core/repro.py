@@ -8,13 +8,14 @@ import json, math, subprocess, time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from fastcore.basics import patch
 
 import fgr_core
 from .core import atomic_write, seed_everything
-from .plots import comparison_table, save_figure
+from .plots import HOUSE_STYLE, comparison_table, save_figure
 from .run import Experiment, build_datasets, check_fresh, load_experiment, train_run
 
 # %% auto #0
@@ -46,7 +47,7 @@ def start_repro(
     main_metric:str|None=None,    # the paper's main metric (see `Repro`)
     show:bool=True,               # print the resolved config
 )->Repro:
-    "Resolve the notebook's experiment (validating every override before anything trains) and start its record"
+    "Resolve the notebook's experiment (validating every override before anything trains), apply the house style, start the record"
     name = f"{paper}_{dataset}" if dataset else (config or f"{paper}_glyphs")
     ov = list(fgr_core.run.override_pairs(overrides)) + ([("data.root", str(data_root))] if data_root else [])
     exp = load_experiment(name, dict(ov) if ov else None, params=params)
@@ -54,6 +55,7 @@ def start_repro(
         raise ValueError(f"data_root: dataset {exp.data.dataset!r} needs the folder of its official layout "
                          f"(-p data_root /path/to/it), got {exp.data.root!r}")
     check_fresh([exp.run_config(m, s) for s in exp.seeds for m in exp.methods])
+    plt.style.use(HOUSE_STYLE)                     # the notebook's inline figures as the saved ones: 150 dpi, readable text
     if show: print(f"# {paper}: {exp.source}, resolved\n" + exp.to_yaml())
     return Repro(paper, exp, main_metric)
 
