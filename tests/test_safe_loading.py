@@ -63,10 +63,10 @@ def test_backbone_checkpoint_path_refuses_crafted_file(tmp_path):
 def test_cli_resume_refuses_crafted_last_checkpoint(tmp_path):
     "`fgr-train` (its module entry point) with the crafted file as out_dir/checkpoints/last.pt"
     out, marker = tmp_path / "out", tmp_path / "marker"
-    last = _crafted(out / "checkpoints" / "last.pt", marker)
+    last = _crafted(out / "norm_softmax_seed0" / "checkpoints" / "last.pt", marker)      # the experiment's one run
     before = last.read_bytes()
-    cfg = {"method": "norm_softmax", "method_args": {"image_backbone": "small_cnn", "pretrained": False, "embed_dim": 8,
-                                                     "image_kwargs": {"width": 8, "image_size": 16}},
+    cfg = {"methods": ["norm_softmax"], "seeds": [0],
+           "model": {"image_backbone": "small_cnn", "pretrained": False, "embed_dim": 8, "image_kwargs": {"width": 8, "image_size": 16}},
            "data": {"dataset": "digits", "train_split": "train", "eval_split": "test", "image_size": 16},
            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "progress": False}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
