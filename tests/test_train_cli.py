@@ -101,7 +101,7 @@ TINY = {"gapan": ["method_args.{m}.flow_hidden=16"], "dmcac": ["method_args.{m}.
         "fgan": ["method_args.{m}.image_size=64", "method_args.{m}.pseudo_size=32", "method_args.{m}.n_samples=5", "eval.prec_k=10"],
         "fggan": ["method_args.{m}.embed_dim=16", "method_args.{m}.g_width=4", "method_args.{m}.d_width=4", "method_args.{m}.n_width=4",
                   "eval.ks=[1, 5]"]}
-EXPECTED = {"gapan": "R@1", "dmcac": "R@1", "cir": "R@1", "fgan": "JR/Avg/mAP@all", "fggan": "fc/mAP@5"}
+EXPECTED = {"gapan": "R@1", "dmcac": "R@1", "cir": "R@1", "fgan": "JR/Avg/mAP@all", "fggan": "mAP@5"}
 GLYPH_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*_glyphs*.yaml"))
 
 
@@ -122,7 +122,7 @@ def test_glyph_configs_run(name, tmp_path, capsys):
     res = json.loads((tmp_path / f"{method}_seed0" / "metrics.json").read_text())
     assert res["method"] == method
     m = res["metrics"]
-    assert EXPECTED[paper] in m and all(0 <= v <= 1 for v in m.values() if math.isfinite(v)), m
+    assert EXPECTED[paper] in m and all(0 <= v <= 1 for k, v in m.items() if math.isfinite(v) and not k.startswith("xc_dist/")), m   # xc_dist: ratios
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
