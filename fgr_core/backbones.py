@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_backbones.ipynb #a1d28ffb
 from __future__ import annotations
-import hashlib, re
+import hashlib, pickle, re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -22,8 +22,7 @@ __all__ = ['image_backbones', 'text_encoders', 'SHARED_MEMOS', 'ImageBackbone', 
            'backbone_normalization', 'row_keys', 'tensor_key', 'memoised_rows', 'backbone_stages',
            'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels',
            'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru',
-           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead', 'frozen_backbone_retrieval',
-           'backbone_param_groups']
+           'list_text_encoders', 'create_text_encoder', 'EmbeddingHead', 'backbone_param_groups']
 
 # %% ../nbs/03_backbones.ipynb #2b9cf0a5
 image_backbones = Registry("image backbone")
@@ -400,6 +399,10 @@ class HFTextEncoder(nn.Module):
         except OSError as e:
             raise OSError(f"cannot load text encoder {str(name_or_path)!r} ({str(e)[:200]}); pass a local folder holding "
                           f"config.json, the tokenizer files and the weights, or cache it with network first") from None
+        except pickle.UnpicklingError:          # transformers reads .bin weights with torch.load(weights_only=True)
+            raise ValueError(f"text encoder {str(name_or_path)!r}: its weights file was refused: it needs Python objects "
+                             "beyond tensors, and building them can run arbitrary code. Use a model.safetensors file, or, if "
+                             "you trust its source, load it yourself and save only its tensors (model.save_pretrained)") from None
         self.max_length, self.normalize = max_length, normalize
         self.num_features = int(self.model.config.hidden_size)
 
@@ -507,24 +510,6 @@ class EmbeddingHead(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.fc.in_features: raise ValueError(f"expected (B, {self.fc.in_features}), got {tuple(x.shape)}")
         y = self.bn(self.fc(x))
         return F.normalize(y, dim=-1) if self.normalize else y
-
-# %% ../nbs/03_backbones.ipynb #70f683a7
-def frozen_backbone_retrieval(
-    image_backbone:str,             # `create_image_backbone` name
-    query,                          # dataset of dict items ("image", "label"): the queries (leave-one-out without gallery)
-    gallery=None,                   # dataset of the gallery, or None
-    pretrained:bool=True,           # the pretrained weights (the floor's point)
-    batch_size:int=256,             # embedding batch size
-    device:str|torch.device="cpu",  # where to embed
-    **eval_kwargs,                  # `fgr_core.metrics.evaluate_retrieval` options: ks, metrics
-)->dict:                            # {"R@1": fraction, ..., "mAP@R": ...}
-    "Retrieval metrics of the untrained backbone's L2-normalised global features: the floor a trained method must beat"
-    from fgr_core.metrics import evaluate_retrieval
-    from fgr_core.method import embed_dataset
-    net = create_image_backbone(image_backbone, pretrained=pretrained).to(device).eval()
-    emb = lambda ds: embed_dataset(net, ds, lambda b: F.normalize(net(b["image"])[0].float(), dim=-1), batch_size=batch_size)
-    q = emb(query); g = emb(gallery) if gallery is not None else {"emb": None, "label": None}
-    return evaluate_retrieval(q["emb"], q["label"], g["emb"], g["label"], **eval_kwargs)
 
 # %% ../nbs/03_backbones.ipynb #17610664
 def backbone_param_groups(

@@ -233,13 +233,16 @@ def load_checkpoint(
 
 # %% ../nbs/00_core.ipynb #5afe0001
 class YamlLoader(yaml.SafeLoader):
-    "YAML safe loader that also reads `1e-4` (no dot) as a float, as YAML 1.2 does"
+    "YAML safe loader with YAML 1.2 scalars: `1e-4` (no dot) is a float; only true/false are booleans (`off`, `no` are strings)"
 YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
     r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
     list("-+0123456789."))
+for _first, _rs in YamlLoader.yaml_implicit_resolvers.items():      # YAML 1.1's yes/no/on/off booleans out (own copy)
+    YamlLoader.yaml_implicit_resolvers[_first] = [r for r in _rs if r[0] != "tag:yaml.org,2002:bool"]
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 def yaml_load(text:str)->Any:
-    "Parse YAML safely (`1e-4` is a float)"
+    "Parse YAML safely (`1e-4` is a float; `off` is a string, as YAML 1.2 reads them)"
     return yaml.load(text, Loader=YamlLoader)
 
 def read_yaml(

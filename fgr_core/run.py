@@ -4,7 +4,7 @@
 
 # %% ../nbs/09b_run.ipynb #38de6039
 from __future__ import annotations
-import argparse, dataclasses, difflib, importlib, inspect, json, sys, time
+import argparse, dataclasses, difflib, importlib, inspect, json, sys, time, typing
 from fastcore.basics import patch
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -13,8 +13,8 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .core import (Config, atomic_write, check_choice, check_range, get_device, read_yaml, seed_everything,
-                           user_error_message, yaml_load)
+from .core import (Config, _type_name, _type_ok, atomic_write, check_choice, check_range, get_device, read_yaml,
+                           seed_everything, user_error_message, yaml_load)
 from .backbones import backbone_normalization
 from .distributed import dist_info, init_distributed
 from .method import METHODS, Method, create_method
@@ -51,7 +51,11 @@ class EvalConfig(Config):
     batch_size:int=128                     # embedding batch size
     args:dict=dataclasses.field(default_factory=dict) # metric options of `method.make_eval_fn`
 
-    def check(self): check_range("eval.batch_size", self.batch_size, 1)
+    def check(self):
+        check_range("eval.batch_size", self.batch_size, 1)
+        ks = self.args.get("ks")
+        if ks is not None and not (isinstance(ks, (list, tuple)) and ks and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks)):
+            raise ValueError(f"eval.ks: expected a list of cut-offs K >= 1 such as [1, 10, 50], got {ks!r}")
 
 # %% ../nbs/09b_run.ipynb #b74f7cd1
 TRANSFORM_KINDS = {"random_crop": ("size", "resize_ratio", "flip", "randaugment"),
@@ -187,7 +191,7 @@ def _check_method(name:str, fields:dict)->Config:
     except ValueError as e: raise ValueError(f"model / method_args.{name}: {e}") from None
 
 def _check_dataset_args(data:DataConfig):
-    "Unknown create_dataset options of `data.dataset` fail now, naming the ones it takes"
+    "Unknown create_dataset options of `data.dataset`, or values of the wrong type, fail now, naming the ones it takes"
     from fgr_core.data import DATASETS
     fn = DATASETS.get(data.dataset)
     sig = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn).parameters
@@ -198,6 +202,11 @@ def _check_dataset_args(data:DataConfig):
             raise KeyError(f"data.{k}: dataset {data.dataset!r} has no option {k!r}{_did_you_mean(k, takes)}; "
                            f"its options: {', '.join(takes)}; data keys: "
                            f"{', '.join(f.name for f in dataclasses.fields(DataConfig) if f.name != 'args')}")
+    try: hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception: hints = {}                                    # unresolvable annotations: names checked only
+    for k, v in data.args.items():
+        if k in hints and not _type_ok(v, hints[k]):
+            raise ValueError(f"data.{k}: dataset {data.dataset!r} expects {_type_name(hints[k])}, got {v!r}")
 
 def _with_args(cls, d:dict, where:str):   # fields of `cls`, the other keys in `args`
     known = [f.name for f in dataclasses.fields(cls) if f.name != "args"]

@@ -30,7 +30,7 @@ def run_notebook(tmp_path):
     return _run
 
 
-RESULT_KEYS = ["paper", "dataset", "config", "params", "sizes", "runs", "summary", "claims", "paper_rows", "seconds",
+RESULT_KEYS = ["paper", "dataset", "main_metric", "config", "params", "sizes", "runs", "summary", "claims", "paper_rows", "seconds",
                "environment"]
 
 

@@ -59,3 +59,16 @@ def test_bad_override_fails_before_training(paper, tmp_path):
     assert r.returncode != 0 and "no_such_argument" in r.stderr + r.stdout, r.stderr[-2000:]
     assert time.time() - t0 < 120
     assert not any((tmp_path / "out").glob("*/log.csv"))           # nothing trained
+
+
+@pytest.mark.parametrize("name", [c for c in CONFIGS if c.startswith("gapan_")])
+def test_gapan_ablations_change_only_what_they_ablate(name):
+    "Notebook 20's ablations resolve to GAPan's own settings but for the ablated switch (a benchmark's flow width included)"
+    import dataclasses
+    from fgr_core.method import METHODS
+    exp = load_experiment(name)
+    full = lambda m: dataclasses.asdict(METHODS.get(m).config(**exp.run_config(m, exp.seeds[0]).method_args))
+    g = full("gapan")
+    for m, ablated in (("gapan_no_flow", {"flow_depth"}), ("gapan_no_sampling", {"sampling"})):
+        a = full(m)
+        assert {k for k in g if g[k] != a[k]} == ablated, (m, {k: (g[k], a[k]) for k in g if g[k] != a[k]})

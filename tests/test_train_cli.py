@@ -84,6 +84,24 @@ def test_cli_errors_name_the_key(tmp_path, capsys):
     assert "dataset 'digits' has no option 'n_charz'" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("eval.ks=abc", "eval.ks: expected a list of cut-offs K >= 1 such as [1, 10, 50], got 'abc'"),
+    ("eval.ks=[1, 0]", "eval.ks: expected a list of cut-offs K >= 1"),
+    ("data.image_size=abc", "data.image_size: dataset 'glyphs' expects int, got 'abc'"),
+    ("data.per_class=2.5", "data.per_class: dataset 'glyphs' expects int, got 2.5"),
+    ("train.amp=yes", "amp: expected one of"),            # YAML 1.2: `yes` is the string 'yes', not True
+])
+def test_cli_bad_values_fail_before_training(setting, message, capsys):
+    assert main(["--config", "dmcac_glyphs", "--set", setting, "--print-config"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_off_is_a_string(capsys):
+    "`--set train.amp=off` is the setting 'off' (YAML 1.1 would read False and fail as a type error)"
+    assert main(["--config", "dmcac_glyphs", "--set", "train.amp=off", "--print-config"]) == 0
+    assert "amp: 'off'" in capsys.readouterr().out
     with pytest.raises(SystemExit): main(["--help"])
     assert "--method-module" in capsys.readouterr().out
 
