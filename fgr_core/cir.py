@@ -421,10 +421,11 @@ def configure_optimizers(self:CIRMethod)->dict:   # {"main": optimizer}
 
 @patch
 def chance_levels(self:CIRMethod)->dict[str, float]:   # {"L_info": ln B} (+ "loss" for the baseline)
-    "InfoNCE over a batch of B is a B-way choice: ln B, B = the largest batch `training_step` saw (else the Trainer's)"
+    "InfoNCE over a batch of B is a B-way choice: ln B, B = the largest batch `training_step` saw (else the Trainer's); none where γ is held at 1 (L_info untrained)"
     B = getattr(self, "batch_seen", 0) or (self.trainer.config.batch_size if self.trainer is not None else 0)
-    if B < 2: return {}
-    return {"L_info": math.log(B), **({"loss": math.log(B)} if self.config.loss == "infonce" else {})}
+    c = self.config
+    if B < 2 or (c.loss == "uncertainty" and c.gamma_mode == "constant" and c.gamma == 1): return {}   # L_info logged, not trained
+    return {"L_info": math.log(B), **({"loss": math.log(B)} if c.loss == "infonce" else {})}
 
 
 # %% ../nbs/13_cir.ipynb #d49fcd9f

@@ -304,6 +304,10 @@ def test_chance_levels_is_ln_batch():
     t = _Trainer(batch_size=32)                                               # held: the method keeps a weak reference
     ours = _method(); ours.trainer = t
     assert ours.chance_levels() == {"L_info": math.log(32)}
+    only_u = _method(gamma_mode="constant", gamma=1.0); only_u.trainer = t   # Table 3a's "only L_u": L_info is not trained
+    assert only_u.chance_levels() == {}
+    half = _method(gamma_mode="constant", gamma=0.5); half.trainer = t
+    assert half.chance_levels() == {"L_info": math.log(32)}
 
 
 def test_per_category_eval_equals_separate_galleries(tmp_path):
