@@ -32,7 +32,7 @@ class Repro:
     def __init__(self,
         paper:str,             # short paper name ("gapan", "dmcac", ...)
         exp:Experiment,        # the resolved experiment
-        main_metric:str|None=None, # the paper's main metric: a trained run must beat the floor on it
+        main_metric:str|None=None, # the paper's main metric: a trained method (mean of its seeds) must beat the floor on it
     ):
         self.paper, self.exp, self.main_metric = paper, exp, main_metric
         self.params, self.dataset = exp.params, exp.data.dataset
