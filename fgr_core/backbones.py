@@ -18,7 +18,7 @@ from .core import IMAGENET_MEAN, IMAGENET_STD, Registry, check_range
 # %% auto #0
 __all__ = ['image_backbones', 'text_encoders', 'SHARED_MEMOS', 'ImageBackbone', 'SmallCNN', 'map_state_dict_in_order',
            'load_efficientnet_lite0_imagenet', 'efficientnet_lite0', 'resnet50', 'vgg16', 'vit_small_patch16_224',
-           'deit_small_patch16_224', 'small_cnn', 'list_image_backbones', 'create_image_backbone',
+           'deit_small_patch16_224', 'small_cnn', 'shared_memo', 'list_image_backbones', 'create_image_backbone',
            'backbone_normalization', 'row_keys', 'tensor_key', 'memoised_rows', 'backbone_stages',
            'PartiallyFrozenBackbone', 'imagenet_class_names', 'imagenet_classifier', 'imagenet_soft_labels',
            'masked_mean', 'HFTextEncoder', 'all_minilm_l6_v2', 'build_vocab', 'GRUTextEncoder', 'gru',
@@ -196,6 +196,10 @@ def small_cnn(pretrained:bool=False, checkpoint_path=None, width:int=32, image_s
 # %% ../nbs/03_backbones.ipynb #8744a8e6
 SHARED_MEMOS:dict = {}   # `memo="shared"`: the frozen prefix's outputs, kept for every model of this process (keys hold the weights)
 
+def shared_memo(*key)->dict:
+    "The process-wide memo for `key` (what makes two frozen backbones compute alike: name, frozen stages, options), made on first use"
+    return SHARED_MEMOS.setdefault(key, {})
+
 def list_image_backbones(pattern:str="*")->list[str]:
     "Registered image backbone names matching the wildcard `pattern` (any timm name also works)"
     return image_backbones.list(pattern)
@@ -212,7 +216,7 @@ def create_image_backbone(
     "Build an image backbone by name; unknown names raise `KeyError` listing the closest names"
     if name not in image_backbones and __import__("timm").is_model(name): net = _timm_backbone(name, pretrained, checkpoint_path, **kwargs)
     else: net = image_backbones.create(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **kwargs)
-    if memo == "shared": memo = SHARED_MEMOS.setdefault((name, train_stages, repr(sorted(kwargs.items()))), {})
+    if memo == "shared": memo = shared_memo(name, train_stages, repr(sorted(kwargs.items())))
     elif memo is True: memo = {}
     elif memo is False: memo = None
     elif memo is not None and not isinstance(memo, dict): raise ValueError(f"memo: expected a dict, True, False, None or 'shared', got {memo!r}")

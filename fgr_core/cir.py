@@ -13,16 +13,16 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import Config, Registry, check_choice, check_range
-from .backbones import PartiallyFrozenBackbone, create_image_backbone
+from .backbones import PartiallyFrozenBackbone, create_image_backbone, shared_memo
 from .metrics import knn, composed_recall_at_k
 from .benchmarks import ComposedDataset
 from .uncertainty import FeatureAugmenter, info_nce, total_loss, uncertainty_loss, gamma_schedule, scale_features
 from .method import CrossModalConfig, Method, embed_dataset, make_optimizer, register_method, training_texts
 
 # %% auto #0
-__all__ = ['compositors', 'CIR_REFERENCES', 'FROZEN_MAPS', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator',
-           'CoSMoCompositor', 'create_compositor', 'CIRConfig', 'set_last_stage_stride', 'CIRModel', 'CIRMethod',
-           'build_cir', 'collate_triplets', 'evaluate_composed', 'GalleryView', 'category_subsets', 'ImageOnlyFloor']
+__all__ = ['compositors', 'CIR_REFERENCES', 'MapTextBlock', 'TIRG', 'ContentModulator', 'StyleModulator', 'CoSMoCompositor',
+           'create_compositor', 'CIRConfig', 'set_last_stage_stride', 'CIRModel', 'CIRMethod', 'build_cir',
+           'collate_triplets', 'evaluate_composed', 'GalleryView', 'category_subsets', 'ImageOnlyFloor']
 
 # %% ../nbs/13_cir.ipynb #8549e73b
 def _tile(v:Tensor, h:int, w:int)->Tensor: return v[:, :, None, None].expand(-1, -1, h, w)   # (B, E) -> (B, E, h, w)
@@ -226,12 +226,11 @@ def set_last_stage_stride(
 
 
 # %% ../nbs/13_cir.ipynb #6ff915bc
-FROZEN_MAPS:dict = {}   # memos shared by every model of this process, one per (backbone, layer4_stride) (`memo: "shared"`)
-
 def _image_kwargs(c:CIRConfig, map_cache:dict|None)->dict:
     "`create_image_backbone` kwargs of `c`: `freeze_image` is `train_stages=0` (all frozen), memoised in `map_cache`"
     kw = dict(c.image_kwargs)
-    if kw.get("memo") == "shared": kw["memo"] = FROZEN_MAPS.setdefault((c.image_backbone, c.layer4_stride), {})
+    if kw.get("memo") == "shared":   # the process-wide memo of these maps: the stride, set after building, is part of the key
+        kw["memo"] = shared_memo(c.image_backbone, repr(sorted((k, v) for k, v in kw.items() if k != "memo")), "layer4_stride", c.layer4_stride)
     if not c.freeze_image: return kw
     if kw.get("train_stages", 0) != 0:
         raise ValueError(f"freeze_image=True freezes every backbone stage, but image_kwargs sets "
