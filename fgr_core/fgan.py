@@ -15,7 +15,8 @@ from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import check_choice, check_range
-from .backbones import create_image_backbone, create_text_encoder, imagenet_soft_labels, masked_mean, memoised_rows, tensor_key
+from .backbones import (create_image_backbone, create_text_encoder, imagenet_soft_labels, masked_mean, memoised_rows,
+                                shared_memo, tensor_key)
 from .divergences import gaussian_kl, symmetric_kl_similarity
 from .metrics import map_all, precision_at_k, queries_with_support
 from .topk import TopKRegionEmbedding, hard_topk_indicators, select_regions
@@ -456,8 +457,6 @@ class FGANConfig(CrossModalConfig):
         if not (self.use_fgcl or self.use_fgla): raise ValueError("use_fgcl and use_fgla cannot both be False: nothing would be trained")
 
 # %% ../nbs/14_fgan.ipynb #9243adcc
-_FROZEN_MEMO:dict = {}   # outputs of frozen parts by exact input, shared by every FGAN of the process (keys name the weights)
-
 class FGAN(Method):
     "FGAN (Ge et al. 2025): FGEs for images and texts, FGCL + mu FGLA (Eq. 28), joint retrieval (Eq. 29)"
     def __init__(self,
@@ -467,9 +466,7 @@ class FGAN(Method):
                 ):
         super().__init__()
         self.config = c = config or FGANConfig()
-        kw = dict(c.image_kwargs)
-        if kw.get("memo") is True: kw["memo"] = _FROZEN_MEMO.setdefault("image", {})   # keyed by the frozen weights too
-        self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **kw)
+        self.image = create_image_backbone(c.image_backbone, pretrained=c.pretrained, **c.image_kwargs)
         if not c.train_image: self.image.requires_grad_(False).eval()                  # frozen (Table 5)
         self.text = c.make_text_encoder(texts)
         with torch.no_grad(): self.image_grid = tuple(self._image_map(torch.zeros(1, 3, c.image_size, c.image_size)).shape[-2:])
@@ -501,8 +498,8 @@ class FGAN(Method):
         c, w = self.config, self.text.state_dict()
         key = None if c.train_text else tensor_key(torch.cat([w[k].detach().float().flatten() for k in sorted(w)]),
                                                    f"text|{c.text_encoder}|{c.max_words}|")
-        self._memo = {"text": {} if key is None else _FROZEN_MEMO.setdefault(key, {}),
-                      "pseudo": _FROZEN_MEMO.setdefault("pseudo", {})}   # the classifier is fixed; keys hold the size
+        self._memo = {"text": {} if key is None else shared_memo("fgan text regions", key),   # the process-wide store
+                      "pseudo": shared_memo("fgan pseudo labels")}   # the classifier is fixed; keys hold the size
 
     def _image_map(self, images:Tensor)->Tensor: # (B, C, h', w') feature map (or tokens for transformers)
         f = self.image.forward_features(images)

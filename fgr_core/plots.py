@@ -235,7 +235,7 @@ def plot_training_curves(
             extra.update({h.get_label(): h for h in _ref_lines(ax, key, refs)})
             ax.set_title(title); ax.grid(True)
             ax.set_xlabel("optimizer step" if x == "step" else x)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))                # epochs and steps are whole numbers
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))       # whole epochs / steps, few enough to read
             ax.set_ylabel(ylabels.get(key, "loss (nats)" if "loss" in key or key.endswith(("/ce", "/nll")) else titles[key]))
         for ax in axes.flat[len(panels):]: ax.remove()                        # no empty panels in the last row
         handles = ([Line2D([], [], **{k: v for k, v in s.items() if k != "zorder"}) for s in styles.values()]

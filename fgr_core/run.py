@@ -194,7 +194,8 @@ def _check_dataset_args(data:DataConfig):
     "Unknown create_dataset options of `data.dataset`, or values of the wrong type, fail now, naming the ones it takes"
     from fgr_core.data import DATASETS
     fn = DATASETS.get(data.dataset)
-    sig = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn).parameters
+    fn = fn.__init__ if inspect.isclass(fn) else fn
+    sig = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in sig.values()): return
     takes = [k for k in sig if k not in ("self", "split", "root", "transform")]
     for k in data.args:
@@ -202,7 +203,7 @@ def _check_dataset_args(data:DataConfig):
             raise KeyError(f"data.{k}: dataset {data.dataset!r} has no option {k!r}{_did_you_mean(k, takes)}; "
                            f"its options: {', '.join(takes)}; data keys: "
                            f"{', '.join(f.name for f in dataclasses.fields(DataConfig) if f.name != 'args')}")
-    try: hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    try: hints = typing.get_type_hints(fn)
     except Exception: hints = {}                                    # unresolvable annotations: names checked only
     for k, v in data.args.items():
         if k in hints and not _type_ok(v, hints[k]):
